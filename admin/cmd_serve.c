@@ -36,11 +36,12 @@ static const char usage_serve[] =
 	"  --user       run each connection's process as this user (when root)\n"
 	"  --max-conns  cap on concurrent connections\n";
 
-static volatile sig_atomic_t g_proxyd = 0, g_limiterd = 0;
+static volatile sig_atomic_t g_proxyd = 0, g_limiterd = 0, g_stopping = 0;
 
 static void forward(int sig)
 {
 	int saved = errno;
+	g_stopping = 1;
 	if (g_proxyd > 0)
 		kill((pid_t)g_proxyd, sig);
 	if (g_limiterd > 0)
@@ -276,6 +277,8 @@ int cmd_serve(struct admin *a, int argc, char **argv)
 		}
 		if (r == (pid_t)g_limiterd) {
 			g_limiterd = 0;
+			if (g_stopping)
+				continue; /* we asked it to stop; wait for proxyd */
 			admin_err(0, "limiterd exited (status %d); stopping proxyd", exit_code(status));
 			stop_child(pp);
 			g_proxyd = 0;

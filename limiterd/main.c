@@ -6,7 +6,10 @@
  *   limiterd --socket ipc://PATH [--db PATH] [--flush-ms N] [--reservation-ttl-ms N]
  *
  * The socket also comes from $LLMPROXY_LIMITER, the database from
- * $LLMPROXY_DB; without a database only counters are kept. */
+ * $LLMPROXY_DB; without a database only counters are kept.  A missing
+ * socket directory is created 0700; the socket file's mode follows the
+ * umask (systemd: UMask=, Group=), so whoever may connect is the deployer's
+ * choice, not ours. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -31,7 +34,6 @@
 #define HOUSEKEEP_MS 1000    /* expiry and gc sweep period */
 #define PROBE_TIMEOUT_MS 200 /* "is another limiterd serving?" */
 #define MAX_BATCH_MSGS 256   /* messages handled between timer checks */
-#define SOCKET_MODE 0660     /* proxyd may run as another user of the group */
 
 static volatile sig_atomic_t stop_signal;
 
@@ -361,8 +363,6 @@ int main(int argc, char **argv)
 	zmq_setsockopt(d.rep, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
 	if (zmq_bind(d.rep, endpoint) < 0)
 		fatal("cannot listen on %s: %s", endpoint, zmq_strerror(zmq_errno()));
-	if (chmod(path, SOCKET_MODE) < 0)
-		log_msg("chmod %s: %s", path, strerror(errno));
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);

@@ -16,7 +16,7 @@
 #define PROXYD_MAX_ATTEMPTS 3                 /* upstreams tried per request */
 #define PROXYD_MAX_UPSTREAM_BODY (64 * 1024 * 1024)
 #define PROXYD_MAX_CONNS 512
-#define PROXYD_GRACE_MS 20000                 /* in-flight grace on SIGTERM */
+#define PROXYD_GRACE_MS 10000                 /* in-flight grace on SIGTERM */
 #define PROXYD_DEFAULT_LISTEN "127.0.0.1:8132"
 #define PROXYD_DEFAULT_COMPLETION_ESTIMATE 512 /* tokens reserved when the
 						 * request sets no max_tokens */

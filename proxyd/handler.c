@@ -20,6 +20,8 @@
 #include "upstream.h"
 #include "vault.h"
 
+volatile sig_atomic_t handler_busy;
+
 /* Everything one request needs; lives on handle_request's stack. */
 struct req_ctx {
 	const struct proxyd_config *cfg;
@@ -426,6 +428,8 @@ static void settle(struct req_ctx *rc, uint64_t reservation, const struct route 
 
 static void respond_rate_limited(struct req_ctx *rc, const struct limit_answer *a)
 {
+	rc->la = *a; /* the x-ratelimit-* headers of the bucket that said no */
+	rc->have_la = 1;
 	int64_t ms = a->retry_after_ms > 0 ? a->retry_after_ms : 1;
 	char extra[128];
 	snprintf(extra, sizeof extra, "Retry-After: %lld\r\nretry-after-ms: %lld\r\n",
@@ -916,7 +920,9 @@ int handler_serve(const struct proxyd_config *cfg, struct store *st, int rfd, in
 			http_request_free(&req);
 			break;
 		}
+		handler_busy = 1;
 		int more = handle_request(cfg, st, hc, lim, &req);
+		handler_busy = 0;
 		http_request_free(&req);
 		if (!more || (cfg->http.max_requests && n + 1 >= cfg->http.max_requests))
 			break;

@@ -13,6 +13,8 @@
  * caller before privileges were dropped.
  * Returns 0. */
 struct store;
+/* 1 while a request is being served (a SIGTERM then waits for it). */
+extern volatile sig_atomic_t handler_busy;
 int handler_serve(const struct proxyd_config *cfg, struct store *st, int rfd, int wfd,
 		  volatile sig_atomic_t *stop);
 

@@ -41,6 +41,16 @@ static void on_stop(int sig)
 	g_stop = 1;
 }
 
+/* A connection process told to stop: at once when idle between requests,
+ * else after the request in flight. */
+static void on_child_stop(int sig)
+{
+	(void)sig;
+	if (!handler_busy)
+		_exit(0);
+	g_stop = 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -162,7 +172,7 @@ static void parse_args(int argc, char **argv, struct proxyd_config *c, struct op
 static _Noreturn void serve_one(const struct proxyd_config *cfg, int rfd, int wfd)
 {
 	char err[256];
-	struct sigaction sa = {.sa_handler = on_stop};
+	struct sigaction sa = {.sa_handler = on_child_stop};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 
@@ -302,6 +312,7 @@ static _Noreturn void run_listener(const struct proxyd_config *cfg, char **argv)
 	}
 
 	close(lfd);
+	signal_kids(SIGTERM); /* idle ones exit now, busy ones after their request */
 	int64_t deadline = mono_ms() + cfg->grace_ms;
 	while (live > 0 && mono_ms() < deadline) {
 		reap(&live);
@@ -310,9 +321,6 @@ static _Noreturn void run_listener(const struct proxyd_config *cfg, char **argv)
 	}
 	if (live > 0) {
 		log_msg("grace period over: stopping %d connection(s)", live);
-		signal_kids(SIGTERM);
-		poll(NULL, 0, 200);
-		reap(&live);
 		signal_kids(SIGKILL);
 	}
 	exit(0);

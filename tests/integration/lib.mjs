@@ -353,6 +353,17 @@ export class Home {
 		}
 		return (await this._id(a, 'asg'))[0];
 	}
+	/* One connection + model + vkey + assignment in one go (names derived
+	 * from alias unless given).  Returns {conn, model, vkey: {id, key}, asg}.
+	 * Note: one home serves one `serve` at a time (its limiterd socket lives
+	 * in the home), so a second proxy needs a second home. */
+	async setupOne({ provider = 'openai', endpoint, apiKey, apiVersion, options, remote, deployment, kind, alias, key, connName, modelName, vkeyName, weight }) {
+		const conn = await this.connection({ name: connName || `conn-for-${alias}`, provider, endpoint, apiKey, apiVersion, options });
+		const model = await this.model({ conn, name: modelName || `model-for-${alias}`, remote, deployment, kind });
+		const vkey = await this.vkey({ name: vkeyName || `key-for-${alias}`, key });
+		const asg = await this.assign({ vkey: vkey.id, model, alias, weight });
+		return { conn, model, vkey, asg };
+	}
 }
 
 // ---------------------------------------------------------------------------
