@@ -76,6 +76,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(ALLLIBS)
 
 unit: $(UNITS)
 
+$(BUILD)/limiter_bench: tests/bench/limiter_bench.c $(LIBPROXYD) $(LIBCOMMON)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPROXYD) $(LIBCOMMON) $(LDLIBS)
+
 # The README's test command: sanitizer build, then every test.
 test check:
 	$(MAKE) SAN=1 all unit

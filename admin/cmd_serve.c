@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@
 #define SERVE_SOCKET_WAIT_MS 3000
 #define SERVE_STOP_WAIT_MS 5000
 #define SERVE_POLL_MS 20
+#define SERVE_RESTART_MIN_MS 100     /* limiterd restart backoff ... */
+#define SERVE_RESTART_MAX_MS 10000   /* ... doubling up to this */
+#define SERVE_RESTART_RESET_MS 30000 /* up this long: back to the minimum */
 
 static const char usage_serve[] =
 	"usage: llmproxy-admin serve [--listen ADDR:PORT] [--user USER] [--max-conns N]\n"
@@ -93,6 +97,36 @@ static int stop_child(pid_t pid)
 	return status;
 }
 
+/* Spawns limiterd on ep and waits (bounded) for its socket, so the first
+ * request does not fail closed.  0 ok, <0 after reporting. */
+static int start_limiterd(const char *path, const char *ep, const char *sock, const char *db,
+			  int shared)
+{
+	char *largv[] = {"limiterd", "--socket", (char *)ep, "--db", (char *)db, NULL};
+	pid_t lp = spawn(path, largv);
+	if (lp < 0)
+		return admin_err(-1, "cannot fork: %s", strerror(errno));
+	g_limiterd = lp;
+	int status;
+	for (int w = 0; w < SERVE_SOCKET_WAIT_MS; w += SERVE_POLL_MS) {
+		struct stat sb;
+		if (stat(sock, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
+			/* proxyds dropped to --user must be able to connect */
+			if (shared)
+				chmod(sock, 0666);
+			return 0;
+		}
+		if (waitpid(lp, &status, WNOHANG) == lp) {
+			g_limiterd = 0;
+			return admin_err(-1, "limiterd exited at start (status %d)", exit_code(status));
+		}
+		sleep_ms(SERVE_POLL_MS);
+	}
+	fprintf(stderr, ADMIN_PROG ": warning: limiterd has not created %s yet; starting proxyd anyway\n",
+		sock);
+	return 0;
+}
+
 static int check_listen(const char *s)
 {
 	const char *colon = strrchr(s, ':');
@@ -108,6 +142,7 @@ int cmd_serve(struct admin *a, int argc, char **argv)
 	char *extra[SERVE_MAX_ARGS];
 	int nextra = 0, rc;
 	char exe[PATH_MAX], dir[PATH_MAX], proxyd[PATH_MAX + 16], limiterd[PATH_MAX + 16];
+	char tokdir[PATHS_MAX + 16];
 	char rundir[PATHS_MAX + 8], sock[PATHS_MAX + 32], ep[PATHS_MAX + 40];
 	struct sigaction sa;
 
@@ -195,33 +230,34 @@ int cmd_serve(struct admin *a, int argc, char **argv)
 			return admin_err(EXIT_RUNTIME, "socket path %s is too long for a unix socket; use a shorter --home",
 					 sock);
 		/* 0711: a proxyd dropped to --user may reach the socket by name
-		 * but cannot list or change the directory */
+		 * but cannot list or change the directory; the same for the
+		 * home itself (the key stays 0600, the store 0600) */
+		if (user && chmod(a->paths.home, 0711) < 0)
+			return admin_err(EXIT_RUNTIME, "cannot open %s to --user: %s", a->paths.home,
+					 strerror(errno));
 		if (paths_mkdirs(rundir, 0700) < 0 || chmod(rundir, 0711) < 0)
 			return admin_err(EXIT_RUNTIME, "cannot create %s: %s", rundir, strerror(errno));
-		char *largv[] = {"limiterd", "--socket", ep, "--db", a->paths.db, NULL};
-		pid_t lp = spawn(limiterd, largv);
-		if (lp < 0)
-			return admin_err(EXIT_RUNTIME, "cannot fork: %s", strerror(errno));
-		g_limiterd = lp;
-		/* wait for the socket so the first request does not fail closed */
-		int up = 0, status;
-		for (int w = 0; w < SERVE_SOCKET_WAIT_MS; w += SERVE_POLL_MS) {
-			struct stat sb;
-			if (stat(sock, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
-				up = 1;
-				break;
-			}
-			if (waitpid(lp, &status, WNOHANG) == lp) {
-				g_limiterd = 0;
-				return admin_err(EXIT_RUNTIME, "limiterd exited at start (status %d)", exit_code(status));
-			}
-			sleep_ms(SERVE_POLL_MS);
-		}
-		if (!up)
-			fprintf(stderr, ADMIN_PROG ": warning: limiterd has not created %s yet; starting proxyd anyway\n", sock);
-		else if (user)
-			chmod(sock, 0666);
+		if (start_limiterd(limiterd, ep, sock, a->paths.db, user != NULL) < 0)
+			return EXIT_RUNTIME;
 		setenv("LLMPROXY_LIMITER", ep, 1);
+	}
+	/* the Google adapter's shared, encrypted token cache (one exchange
+	 * per service account, not one per connection process) */
+	snprintf(tokdir, sizeof tokdir, "%s/run/tokens", a->paths.home);
+	if (paths_mkdirs(tokdir, 0700) == 0) {
+		if (user) {
+			uid_t uid;
+			gid_t gid;
+			struct passwd *pw = getpwnam(user);
+			if (pw) {
+				uid = pw->pw_uid;
+				gid = pw->pw_gid;
+				if (chown(tokdir, uid, gid) < 0)
+					fprintf(stderr, ADMIN_PROG ": warning: cannot hand %s to %s: %s\n", tokdir,
+						user, strerror(errno));
+			}
+		}
+		setenv("LLMPROXY_TOKEN_CACHE_DIR", tokdir, 1);
 	}
 
 	char *pargv[SERVE_MAX_ARGS + 16];
@@ -258,6 +294,8 @@ int cmd_serve(struct admin *a, int argc, char **argv)
 	g_proxyd = pp;
 	fprintf(stderr, "llmproxy: serving on http://%s\n", listen);
 
+	int backoff = SERVE_RESTART_MIN_MS;
+	int64_t last_restart = 0;
 	for (;;) {
 		int status = 0;
 		pid_t r = waitpid(-1, &status, 0);
@@ -279,10 +317,16 @@ int cmd_serve(struct admin *a, int argc, char **argv)
 			g_limiterd = 0;
 			if (g_stopping)
 				continue; /* we asked it to stop; wait for proxyd */
-			admin_err(0, "limiterd exited (status %d); stopping proxyd", exit_code(status));
-			stop_child(pp);
-			g_proxyd = 0;
-			return EXIT_RUNTIME;
+			/* proxyds fail closed (503) meanwhile and reconnect by
+			 * themselves once it is back */
+			admin_err(0, "limiterd exited (status %d); restarting it", exit_code(status));
+			if (mono_ms() - last_restart > SERVE_RESTART_RESET_MS)
+				backoff = SERVE_RESTART_MIN_MS;
+			sleep_ms(backoff);
+			last_restart = mono_ms();
+			backoff = backoff * 2 > SERVE_RESTART_MAX_MS ? SERVE_RESTART_MAX_MS : backoff * 2;
+			if (!g_stopping)
+				start_limiterd(limiterd, ep, sock, a->paths.db, user != NULL);
 		}
 	}
 }

@@ -1,5 +1,7 @@
 /* main.c - llmproxy-admin (also installed as llm-proxy): global options
  * and dispatch to the command modules. */
+#include <sys/stat.h>
+
 #include "admin.h"
 #include "cmd_usage.h"
 
@@ -85,6 +87,8 @@ int main(int argc, char **argv)
 	};
 	struct admin a;
 	int i, rc;
+	/* the store and everything beside it is private to its owner */
+	umask(077);
 
 	log_set_prog(ADMIN_PROG);
 	memset(&a, 0, sizeof a);

@@ -179,6 +179,10 @@ static _Noreturn void serve_one(const struct proxyd_config *cfg, int rfd, int wf
 	struct store *st = store_open(cfg->db_path, STORE_RO, err, sizeof err);
 	if (!st)
 		fatal("%s", err);
+	/* a first read opens the -wal and -shm files while we may still read
+	 * them; the dropped process keeps using those descriptors */
+	if (store_schema_version(st) <= 0)
+		fatal("cannot read the store %s", cfg->db_path);
 	if (cfg->user && geteuid() == 0 && privdrop_to(cfg->uid, cfg->gid, err, sizeof err) < 0)
 		fatal("%s", err);
 	harden_process();

@@ -5,8 +5,9 @@
  * provider (with curl's threaded resolver: a thread, a socketpair, glibc's
  * getaddrinfo with its UDP and rtnetlink sockets), ZeroMQ to limiterd (an
  * I/O thread, eventfd, epoll, an AF_UNIX socket), SQLite reading the store
- * in WAL mode (open, fcntl locks, pread, mmap of the -shm file), malloc,
- * signals and the clock.
+ * in WAL mode (open, fcntl locks, pread, mmap of the -shm file), the
+ * Google adapter's shared token cache (mkdir once, open, flock, write),
+ * malloc, signals and the clock.
  *
  * Not allowed, so that a compromised process cannot leave its box: execve
  * and execveat, fork/vfork and clone without CLONE_THREAD, ptrace, the setuid
@@ -83,6 +84,7 @@ static const int allow_any[] = {
 	SCMP_SYS(access), SCMP_SYS(faccessat), SCMP_SYS(faccessat2),
 	SCMP_SYS(readlink), SCMP_SYS(readlinkat), SCMP_SYS(getcwd),
 	SCMP_SYS(getdents64), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
+	SCMP_SYS(mkdir), SCMP_SYS(mkdirat), /* the Google token cache's directory */
 	/* memory (mmap and mprotect are filtered by protection below) */
 	SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(brk), SCMP_SYS(madvise),
 	/* threads and synchronisation */

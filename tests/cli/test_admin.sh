@@ -158,8 +158,21 @@ run "$A" connection add --name SA --provider vertex --endpoint https://aiplatfor
 check "service account JSON accepted" is_id conn "$OUT"
 CSA=$OUT
 
+run "$A" connection add --name J --provider azure --endpoint https://j.example --api-key j-secret-key-123456 --api-version 2024-05-01-preview --option deployment_style=v1 --json
+check "json connection add" grep -Eq '^\{"id":"conn-[A-Za-z0-9]{16}","name":"J","provider":"azure"' <<<"$OUT"
+check "json connection add has options" grep -q '"options":{"deployment_style":"v1"}' <<<"$OUT"
+check "json connection add hides key" eval '! grep -q j-secret-key-123456 <<<"$OUT"'
+run "$A" model add --conn-id J --name emb --remote text-embedding-3-small --kind embedding --json
+check "json model add" grep -Eq '"id":"model-[A-Za-z0-9]{16}".*"kind":"embedding"' <<<"$OUT"
+run "$A" vkey add --name stdin-key --key - <<<"vk-from-stdin-5678"
+check "--key - reads stdin" is_id vkey "$OUT"
+run "$A" assign --vkey-id stdin-key --model-id "$M1" --alias a1 --json
+check "json assign" grep -Eq '^\{"id":"asg-[A-Za-z0-9]{16}".*"weight":1' <<<"$OUT"
+run "$A" model list --conn-id J --home "$LLMPROXY_HOME"
+check "global option after the command" grep -q "text-embedding-3-small" <<<"$OUT"
+check "model list filtered" eval '! grep -q gpt-4-turbo-preview <<<"$OUT"'
 # ---------------------------------------------------------------- nothing in clear
-SECRETS=("sk-proj-YourKey..." "your-azure-key" "AIzaSy..." "AQ.Ab8..." "vk-front-1234" "$GEN" "$JSONKEY" \
+SECRETS=("j-secret-key-123456" "vk-from-stdin-5678" "sk-proj-YourKey..." "your-azure-key" "AIzaSy..." "AQ.Ab8..." "vk-front-1234" "$GEN" "$JSONKEY" \
 	"sk-piped-secret-value-0001" "SAKEYMATERIAL")
 check "WAL file exists for the raw scan" [ -s "$DB-wal" ]
 D=$(dump)
@@ -259,6 +272,8 @@ bad 2 "unknown subcommand 'explode'" "$A" connection explode
 bad 2 "missing subcommand" "$A" vkey
 bad 2 "unexpected argument 'extra'" "$A" connection list extra
 
+"$A" model add --conn-id Azure-Corp --name gpt-4-turbo --remote gpt-4-turbo >/dev/null
+bad 1 "model name 'gpt-4-turbo' is ambiguous" "$A" assign --vkey-id "$V1" --model-id gpt-4-turbo --alias amb
 # wrong master key and loose key-file modes
 head -c 32 /dev/urandom >"$T/other.key"
 chmod 600 "$T/other.key"
