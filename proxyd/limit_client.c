@@ -4,7 +4,11 @@
  * waiting for an answer that may never come, so it is closed and the next
  * call makes a fresh one (which also picks up a restarted limiterd).  The
  * context and socket are created on first use, so a limiter opened before a
- * fork is still safe to use in the child as long as it was not used yet. */
+ * fork is still safe to use in the child as long as it was not used yet.
+ *
+ * Settles and connection events do not wait for their answer: it is
+ * collected at the start of the next call (or at close), so the answer to
+ * a client never waits on bookkeeping that follows it. */
 #include "limit_client.h"
 
 #include <errno.h>
@@ -26,6 +30,7 @@ struct limiter {
 	void *ctx;
 	void *sock;
 	int last_denied; /* enum lp_denied of the last reserve, for its settle */
+	int pending;     /* answer type still owed for a send_async, or 0 */
 	struct buf tx;
 };
 
@@ -47,10 +52,14 @@ static void drop_socket(struct limiter *l)
 	l->sock = NULL;
 }
 
+static int collect_pending(struct limiter *l, int64_t deadline);
+
 void limiter_close(struct limiter *l)
 {
 	if (!l)
 		return;
+	/* LINGER=0 would drop a queued settle: wait (bounded) for its answer */
+	collect_pending(l, mono_ms() + l->timeout_ms);
 	drop_socket(l);
 	if (l->ctx)
 		zmq_ctx_term(l->ctx);
@@ -102,6 +111,49 @@ static int wait_for(struct limiter *l, short events, int64_t deadline)
 	}
 }
 
+/* Receives the answer owed for an earlier send_async.  0 ok (or nothing
+ * owed), -1 when it did not come in time (the socket is then dropped). */
+static int collect_pending(struct limiter *l, int64_t deadline)
+{
+	int want = l->pending;
+	if (!want || !l->sock)
+		return 0;
+	l->pending = 0;
+	struct lp_msg a;
+	zmq_msg_t keep;
+	int ok = 0;
+	if (wait_for(l, ZMQ_POLLIN, deadline)) {
+		zmq_msg_init(&keep);
+		if (zmq_msg_recv(&keep, l->sock, ZMQ_DONTWAIT) >= 0)
+			ok = !zmq_msg_more(&keep) &&
+			     lp_decode(zmq_msg_data(&keep), zmq_msg_size(&keep), &a) == 0 && a.type == want;
+		zmq_msg_close(&keep);
+	}
+	if (ok)
+		return 0;
+	drop_socket(l);
+	return -1;
+}
+
+/* Sends m without waiting for the answer (of type want). */
+static int send_async(struct limiter *l, const struct lp_msg *m, int want)
+{
+	int64_t deadline = mono_ms() + l->timeout_ms;
+	collect_pending(l, deadline);
+	buf_reset(&l->tx);
+	if (lp_encode(m, &l->tx) < 0)
+		return -1;
+	if (ensure_socket(l) < 0)
+		return -1;
+	if (!wait_for(l, ZMQ_POLLOUT, deadline) ||
+	    zmq_send(l->sock, l->tx.data, l->tx.len, ZMQ_DONTWAIT) < 0) {
+		drop_socket(l);
+		return -1;
+	}
+	l->pending = want;
+	return 0;
+}
+
 /* Sends m and decodes the answer into ans, expecting type want.  On any
  * failure (timeout, bad answer, error answer) the socket is dropped and -1
  * returned.  ans->u.metrics.text points into *keep, which the caller closes. */
@@ -109,6 +161,7 @@ static int call(struct limiter *l, const struct lp_msg *m, int want, struct lp_m
 		zmq_msg_t *keep)
 {
 	int64_t deadline = mono_ms() + l->timeout_ms;
+	collect_pending(l, deadline);
 	buf_reset(&l->tx);
 	if (lp_encode(m, &l->tx) < 0)
 		return -1;
@@ -192,8 +245,7 @@ static int64_t clamp_count(int64_t v) { return v < 0 ? 0 : v > LP_MAX_COUNT ? LP
 
 int limiter_settle(struct limiter *l, const struct limit_settle_req *req)
 {
-	struct lp_msg m, a;
-	zmq_msg_t keep;
+	struct lp_msg m;
 
 	memset(&m, 0, sizeof m);
 	m.type = LP_SETTLE;
@@ -215,23 +267,16 @@ int limiter_settle(struct limiter *l, const struct limit_settle_req *req)
 	copy_label(s->asg_id, sizeof s->asg_id, req->asg_id);
 	copy_label(s->alias, sizeof s->alias, req->alias);
 	copy_label(s->provider, sizeof s->provider, req->provider);
-	if (call(l, &m, LP_SETTLE_ANS, &a, &keep) < 0)
-		return -1;
-	zmq_msg_close(&keep);
-	return 0;
+	return send_async(l, &m, LP_SETTLE_ANS);
 }
 
 int limiter_conn_event(struct limiter *l, int delta)
 {
-	struct lp_msg m, a;
-	zmq_msg_t keep;
+	struct lp_msg m;
 	memset(&m, 0, sizeof m);
 	m.type = LP_CONN_EVENT;
 	m.u.conn_delta = delta < 0 ? -1 : 1;
-	if (call(l, &m, LP_CONN_ANS, &a, &keep) < 0)
-		return -1;
-	zmq_msg_close(&keep);
-	return 0;
+	return send_async(l, &m, LP_CONN_ANS);
 }
 
 int limiter_metrics(struct limiter *l, struct buf *out)

@@ -61,9 +61,11 @@ void limiter_close(struct limiter *l);
 /* 0 with ans filled, -1 when limiterd did not answer in time (the socket
  * is then reset so the next call reconnects). */
 int limiter_reserve(struct limiter *l, const struct limit_reserve_req *req, struct limit_answer *ans);
-/* 0 ok, -1 no answer in time. */
+/* Sends the settlement without waiting: its answer is collected by the
+ * next call or by limiter_close.  0 sent, -1 could not be sent in time. */
 int limiter_settle(struct limiter *l, const struct limit_settle_req *req);
-/* Tells limiterd a client connection opened (+1) or closed (-1). */
+/* Tells limiterd a client connection opened (+1) or closed (-1); does not
+ * wait, like limiter_settle. */
 int limiter_conn_event(struct limiter *l, int delta);
 /* Prometheus text exposition of limiterd's counters appended to out. */
 int limiter_metrics(struct limiter *l, struct buf *out);
