@@ -100,7 +100,10 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0755 bin/proxyd bin/limiterd bin/llmproxy-admin $(DESTDIR)$(PREFIX)/bin/
 	ln -sf llmproxy-admin $(DESTDIR)$(PREFIX)/bin/llm-proxy
-	for u in systemd/*.socket systemd/*.service; do [ -f "$$u" ] && install -m 0644 "$$u" $(DESTDIR)$(PREFIX)/lib/systemd/system/ || true; done
+	install -m 0644 systemd/*.socket systemd/*.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	install -D -m 0644 systemd/llmproxy.sysusers.conf $(DESTDIR)$(PREFIX)/lib/sysusers.d/llmproxy.conf
+	install -D -m 0644 systemd/llmproxy.tmpfiles.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/llmproxy.conf
+	install -D -m 0644 docs/deployment.md $(DESTDIR)$(PREFIX)/share/doc/llmproxy/deployment.md
 
 clean:
 	rm -rf build bin

@@ -886,6 +886,32 @@ done:
 	return rc.keep_alive && !rc.close_after && !rc.client_gone;
 }
 
+/* Answers a request whose head could not be read (then the connection
+ * closes: its framing can no longer be trusted). */
+static void reject_head(struct http_conn *hc, int status)
+{
+	struct proxy_error e = {.status = status, .type = "invalid_request_error"};
+	const char *msg;
+	switch (status) {
+	case 408: e.code = "request_timeout"; msg = "The request did not arrive in time."; break;
+	case 413: e.code = "request_too_large"; msg = "The request body is larger than this proxy accepts."; break;
+	case 431: e.code = "headers_too_large"; msg = "The request headers are too large."; break;
+	case 501: e.code = "not_implemented"; msg = "This transfer coding or method is not supported."; break;
+	case 505: e.code = "http_version_not_supported"; msg = "Only HTTP/1.0 and HTTP/1.1 are supported."; break;
+	default: e.code = "bad_request"; msg = "The request is malformed."; break;
+	}
+	snprintf(e.message, sizeof e.message, "%s", msg);
+	char rnd[25], extra[96];
+	random_alnum(rnd, 24);
+	snprintf(extra, sizeof extra, "x-request-id: req_%s\r\nx-llmproxy-pid: %ld\r\n", rnd, (long)getpid());
+	cJSON *o = error_json(&e);
+	char *s = cJSON_PrintUnformatted(o);
+	http_respond(hc, status, "application/json", extra, s, strlen(s), 0);
+	cJSON_free(s);
+	cJSON_Delete(o);
+	log_msg("rejected a request head: %d %s", status, e.code);
+}
+
 int handler_serve(const struct proxyd_config *cfg, struct store *st, int rfd, int wfd,
 		  volatile sig_atomic_t *stop)
 {
@@ -902,21 +928,7 @@ int handler_serve(const struct proxyd_config *cfg, struct store *st, int rfd, in
 			break;
 		}
 		if (r != HTTP_OK) {
-			struct proxy_error e = {.status = r, .type = "invalid_request_error",
-						.code = "bad_request"};
-			snprintf(e.message, sizeof e.message, "%s",
-				 r == 431 ? "The request headers are too large."
-				 : r == 408 ? "The request did not arrive in time."
-				 : r == 413 ? "The request body is larger than this proxy accepts."
-				 : r == 501 ? "This transfer coding or method is not supported."
-				 : r == 505 ? "Only HTTP/1.0 and HTTP/1.1 are supported."
-					    : "The request is malformed.");
-			cJSON *o = error_json(&e);
-			char *s = cJSON_PrintUnformatted(o);
-			http_respond(hc, r, "application/json", NULL, s, strlen(s), 0);
-			cJSON_free(s);
-			cJSON_Delete(o);
-			log_msg("bad request: %d", r);
+			reject_head(hc, r);
 			http_request_free(&req);
 			break;
 		}

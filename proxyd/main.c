@@ -28,6 +28,7 @@
 #include "handler.h"
 #include "paths.h"
 #include "privdrop.h"
+#include "sandbox.h"
 #include "store.h"
 #include "upstream.h"
 #include "util.h"
@@ -186,6 +187,10 @@ static _Noreturn void serve_one(const struct proxyd_config *cfg, int rfd, int wf
 	if (cfg->user && geteuid() == 0 && privdrop_to(cfg->uid, cfg->gid, err, sizeof err) < 0)
 		fatal("%s", err);
 	harden_process();
+	/* after the libraries initialised (main) and the store is open: from
+	 * here a syscall outside the allow-list kills this connection only */
+	if (cfg->seccomp && sandbox_install(err, sizeof err) < 0)
+		fatal("%s", err);
 	handler_serve(cfg, st, rfd, wfd, &g_stop);
 	store_close(st);
 	_exit(0);
@@ -305,6 +310,13 @@ static _Noreturn void run_listener(const struct proxyd_config *cfg, char **argv)
 				for (int i = 0; i < argc; i++)
 					nargv[i] = argv[i];
 				nargv[argc] = "--inetd";
+				/* the real path, so ps shows proxyd rather than exe */
+				char self[4096];
+				ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+				if (n > 0) {
+					self[n] = 0;
+					execv(self, nargv);
+				}
 				execv("/proc/self/exe", nargv);
 				_exit(127);
 			}

@@ -257,6 +257,10 @@ export function createFake({ name, port = 0, handle }) {
 		process.stdout.write(JSON.stringify({ port: server.address().port }) + '\n');
 	});
 	const stop = () => { server.close(); process.exit(0); };
+	// Exit when orphaned (the test runner that started us died without
+	// stopping us), so no fake outlives its tests.
+	const parent = process.ppid;
+	setInterval(() => { if (process.ppid !== parent) stop(); }, 1000).unref();
 	process.on('SIGTERM', stop);
 	process.on('SIGINT', stop);
 	return server;

@@ -115,9 +115,17 @@ function descendantsOf(pid) {
 	return out;
 }
 
-/* Waits for a connection process: a descendant of root that pick() accepts. */
+/* Waits for the connection process of a slow request: a descendant of root
+ * that pick() accepts.  It waits out the first 400 ms so that the short-
+ * lived processes of earlier probes (/healthz) are gone, and returns the
+ * process together with a fresh read of its status. */
 async function waitConnProc(root, pick, timeoutMs = 5000) {
-	return L.waitUntil(() => descendantsOf(root).find(pick), timeoutMs, 25);
+	await L.sleep(400);
+	return L.waitUntil(() => {
+		const c = descendantsOf(root).find(pick);
+		const status = c && procStatus(c.pid);
+		return status ? { pid: c.pid, status } : null;
+	}, timeoutMs, 25);
 }
 
 /* The sanitizer settings, as -E flags for systemd-socket-activate (which
@@ -229,7 +237,7 @@ test('socket-activated connection processes run under the seccomp filter', { tim
 	const pending = L.httpRequest({ port: sa.port, method: 'POST', path: '/v1/chat/completions', headers: L.bearer(VK), body: chatBody(`slow ${DELAY}`), timeoutMs: 15000 });
 	const conn = await waitConnProc(sa.pid, (c) => c.status.Name === 'proxyd');
 	assert.ok(conn, 'found the connection process while its request is in flight');
-	const st = procStatus(conn.pid);
+	const st = conn.status;
 	assert.equal(st.Seccomp, '2', `Seccomp: 2 (filter mode) in /proc/${conn.pid}/status, got ${st.Seccomp}`);
 	assert.equal(st.NoNewPrivs, '1', 'NoNewPrivs: 1');
 	const r = await pending;
@@ -346,7 +354,7 @@ test('serve --user nobody (root): every id of the connection process is nobody\'
 		// connection processes are proxyd children of the proxyd listener
 		const conn = await waitConnProc(proxy.pid, (c) => c.status.Name === 'proxyd' && (procStatus(c.status.PPid) || {}).Name === 'proxyd');
 		assert.ok(conn, 'found the connection process while its request is in flight');
-		const st = procStatus(conn.pid);
+		const st = conn.status;
 		assert.deepEqual(st.Uid, [uid, uid, uid, uid], `real, effective, saved, fs uid = nobody (${st.Uid})`);
 		assert.deepEqual(st.Gid, [gid, gid, gid, gid], `real, effective, saved, fs gid = nobody (${st.Gid})`);
 		assert.equal((st.Groups || '').trim(), String(gid), `supplementary groups: only nobody's (${st.Groups})`);
@@ -372,9 +380,10 @@ test('serve --accept-mode exec: a fresh proxyd image per connection serves plain
 	try {
 		await plainAndStreamed(proxy.v1URL);
 		const pending = proxy.request({ method: 'POST', path: '/v1/chat/completions', headers: L.bearer(VK), body: chatBody(`slow ${DELAY}`), timeoutMs: 15000 });
-		const conn = await waitConnProc(proxy.pid, (c) => c.status.Name === 'proxyd' && cmdline(c.pid).includes('--inetd'));
+		// (its comm is "exe": it was exec'd through /proc/self/exe)
+		const conn = await waitConnProc(proxy.pid, (c) => /proxyd$/.test(cmdline(c.pid)[0] || '') && cmdline(c.pid).includes('--inetd'));
 		assert.ok(conn, 'the connection process is a re-exec of proxyd (--inetd on its command line)');
-		const st = procStatus(conn.pid);
+		const st = conn.status;
 		assert.equal(st.Seccomp, '2', 'the exec\'d image installs the filter too');
 		assert.ok(!cmdline(conn.pid).some((a) => a.includes(VK) || a.includes(CRED)), 'no secret in argv');
 		const r = await pending;

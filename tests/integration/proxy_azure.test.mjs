@@ -9,7 +9,7 @@ after(L.stopAll);
 
 const CRED = 'az-upstream-key-4c2a9e71d3b8f6050a1b';
 const VK = 'vk-it-azure-9d8c7b6a5f4e3d2c1b0a99887766';
-const ALIASES = ['az-chat', 'az-emb', 'az-new', 'az-missing'];
+const ALIASES = ['az-chat', 'az-emb', 'az-new', 'az-missing', 'az-v1'];
 const DEFAULT_API_VERSION = '2024-05-01-preview';
 
 let fake, home, proxy, vk;
@@ -23,7 +23,11 @@ before(async () => {
 	const mEmb = await home.model({ conn, name: 'az-embed', remote: 'text-embedding-3-small', deployment: 'dep-emb', kind: 'embedding' });
 	const mNew = await home.model({ conn: connNew, name: 'az-gpt4o-new', remote: 'gpt-4o', deployment: 'dep-new' });
 	const mMissing = await home.model({ conn, name: 'az-missing-dep', remote: 'gpt-4o', deployment: 'dep-missing' });
+	// the v1 API form: base URL {resource}/openai/v1 (PROVIDERS.md §b.1)
+	const connV1 = await home.connection({ name: 'az-v1', provider: 'azure', endpoint: `${fake.url}/openai/v1`, apiKey: CRED });
+	const mV1 = await home.model({ conn: connV1, name: 'az-gpt4o-v1', remote: 'gpt-4o', deployment: 'dep-chat' });
 	vk = await home.vkey({ name: 'it-azure', key: VK });
+	await home.assign({ vkey: vk.id, model: mV1, alias: 'az-v1' });
 	await home.assign({ vkey: vk.id, model: mChat, alias: 'az-chat' });
 	await home.assign({ vkey: vk.id, model: mEmb, alias: 'az-emb' });
 	await home.assign({ vkey: vk.id, model: mNew, alias: 'az-new' });
@@ -140,6 +144,25 @@ test('connection api-version 2024-10-21: used in the query; usage chunk only whe
 	const ns = await client.chat.completions.create(L.chatBody('az-new', 'plain'));
 	assert.equal(ns.model, 'az-new');
 	assert.equal(ns.choices[0].message.content, 'Hello from fake azure');
+});
+
+test('v1 API form (endpoint .../openai/v1): deployment as body model, api-key header', { timeout: 15000 }, async () => {
+	const seq = await fake.lastSeq();
+	const client = await L.openaiClient({ apiKey: VK, baseURL: proxy.url });
+	const r = await client.chat.completions.create(L.chatBody('az-v1', 'hello v1 form'));
+	assert.equal(r.model, 'az-v1');
+	assert.equal(r.choices[0].message.content, 'Hello from fake azure');
+	const s = await L.collectStream(await client.chat.completions.create({ ...L.chatBody('az-v1', 'stream v1'), stream: true }));
+	assert.equal(s.content, 'Hello from fake azure');
+	assert.ok(s.chunks.every((c) => c.object === 'chat.completion.chunk' && c.model === 'az-v1'));
+	const up = await fake.requestsSince(seq);
+	assert.equal(up.length, 2);
+	for (const u of up) {
+		assert.equal(u.path, '/openai/v1/chat/completions');
+		assert.equal(JSON.parse(u.body).model, 'dep-chat', 'deployment name in the body');
+		assert.equal(u.headers['api-key'], CRED);
+		assert.equal(u.headers.authorization, undefined);
+	}
 });
 
 test('embeddings: deployment path, api-version, indexes and alias', { timeout: 15000 }, async () => {

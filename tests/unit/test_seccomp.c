@@ -28,7 +28,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "seccomp.h"
+#include "sandbox.h"
 #include "t.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -43,7 +43,7 @@
 #endif
 
 #define CHILD_TIMEOUT_S 20 /* SIGALRM ends a child that hangs */
-#define EXIT_NO_FILTER 90  /* seccomp_install failed in the child */
+#define EXIT_NO_FILTER 90  /* sandbox_install failed in the child */
 #define EXIT_WRONG 91      /* an allowed call gave a wrong result */
 
 static char tmpdir[] = "/tmp/test_seccomp.XXXXXX";
@@ -52,8 +52,8 @@ static char tmpdir[] = "/tmp/test_seccomp.XXXXXX";
 static void install_or_exit(void)
 {
 	char err[256];
-	if (seccomp_install(err, sizeof err) < 0) {
-		fprintf(stderr, "seccomp_install: %s\n", err);
+	if (sandbox_install(err, sizeof err) < 0) {
+		fprintf(stderr, "sandbox_install: %s\n", err);
 		_exit(EXIT_NO_FILTER);
 	}
 }

@@ -1,4 +1,4 @@
-/* seccomp.c - see seccomp.h.
+/* sandbox.c - see sandbox.h.
  *
  * The list below is what a connection process really does after it dropped
  * its privileges: HTTP on the client socket, libcurl + OpenSSL to the
@@ -15,7 +15,7 @@
  * perf_event_open, kexec, module loading, keyctl, io_uring, userfaultfd,
  * process_vm_*, personality, writable+executable mappings and
  * mprotect(PROT_EXEC).  Any of them kills the process (SIGSYS). */
-#include "seccomp.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,10 +33,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-/* libseccomp's header has the same name as ours and -Iproxyd comes first
- * in the search path, so <seccomp.h> would find this module's header:
- * name libseccomp's by where Debian installs it. */
-#include "/usr/include/seccomp.h"
+#include <seccomp.h>
 
 /* Sanitizer builds (make test) run the ASan/LSan/UBSan runtime inside the
  * process: it walks /proc/self/maps, may fork a symbolizer (whose execve
@@ -225,7 +222,7 @@ static int add_arg_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 	return 0;
 }
 
-int seccomp_install(char *err, size_t errlen)
+int sandbox_install(char *err, size_t errlen)
 {
 	int ret = -1, r;
 	scmp_filter_ctx ctx = NULL;
