@@ -117,6 +117,11 @@ void admin_new_id(const char *prefix, char out[ADMIN_ID_MAX]);
 int admin_resolve(struct admin *a, const char *table, const char *arg, char out[ADMIN_ID_MAX]);
 /* SELECT count(*) with one text parameter. */
 int64_t admin_count(struct admin *a, const char *sql, const char *param);
+/* Runs sql (one statement, ?1 = id) inside the open transaction; what names
+ * the row in the error.  0 or EXIT_RUNTIME after reporting. */
+int admin_exec_id(struct admin *a, const char *sql, const char *id, const char *what);
+/* Commits and, with --json, prints {"id": id, verb: true}.  0 or an exit code. */
+int admin_finish(struct admin *a, const char *id, const char *verb);
 
 /* "2026-12-31T23:59:59Z" */
 void fmt_time(int64_t unix_s, char out[32]);

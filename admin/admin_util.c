@@ -713,3 +713,31 @@ void json_print(cJSON *j)
 	}
 	cJSON_Delete(j);
 }
+
+int admin_exec_id(struct admin *a, const char *sql, const char *id, const char *what)
+{
+	sqlite3_stmt *s = NULL;
+	int r = sqlite3_prepare_v2(store_db(a->st), sql, -1, &s, NULL);
+	if (r == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		r = sqlite3_step(s);
+	}
+	sqlite3_finalize(s);
+	if (r != SQLITE_DONE)
+		return admin_err(EXIT_RUNTIME, "cannot change the %s: %s", what, sqlite3_errmsg(store_db(a->st)));
+	return 0;
+}
+
+int admin_finish(struct admin *a, const char *id, const char *verb)
+{
+	int rc = admin_commit(a);
+	if (rc)
+		return rc;
+	if (a->json) {
+		cJSON *j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "id", id);
+		cJSON_AddBoolToObject(j, verb, 1);
+		json_print(j);
+	}
+	return 0;
+}

@@ -191,23 +191,8 @@ static int model_rm(struct admin *a, int argc, char **argv)
 			       id, (long long)n);
 		goto out;
 	}
-	sqlite3_stmt *s = NULL;
-	sqlite3_prepare_v2(store_db(a->st), "DELETE FROM provider_models WHERE id = ?", -1, &s, NULL);
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	int r = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (r != SQLITE_DONE) {
-		rc = admin_err(EXIT_RUNTIME, "cannot delete the model: %s", sqlite3_errmsg(store_db(a->st)));
-		goto out;
-	}
-	if ((rc = admin_commit(a)))
-		goto out;
-	if (a->json) {
-		cJSON *j = cJSON_CreateObject();
-		cJSON_AddStringToObject(j, "id", id);
-		cJSON_AddBoolToObject(j, "deleted", 1);
-		json_print(j);
-	}
+	if (!(rc = admin_exec_id(a, "DELETE FROM provider_models WHERE id = ?1", id, "model")))
+		rc = admin_finish(a, id, "deleted");
 out:
 	admin_rollback(a);
 	opts_free(&o);

@@ -72,6 +72,16 @@ struct curl_slist *header_add(struct curl_slist *h, const char *name, const char
 	return n;
 }
 
+struct curl_slist *header_add_bearer(struct curl_slist *h, const char *token)
+{
+	struct buf v;
+	buf_init(&v);
+	buf_printf(&v, "Bearer %s", token);
+	h = header_add(h, "Authorization", v.data);
+	buf_free(&v);
+	return h;
+}
+
 void url_append_base(struct buf *url, const char *endpoint)
 {
 	size_t n = strlen(endpoint);

@@ -103,6 +103,8 @@ void sse_emit_done(struct buf *out);
 void url_append_segment(struct buf *url, const char *s);
 /* Appends a header line "name: value" to the list. */
 struct curl_slist *header_add(struct curl_slist *h, const char *name, const char *value);
+/* Appends "Authorization: Bearer <token>" (no copy of the token is left). */
+struct curl_slist *header_add_bearer(struct curl_slist *h, const char *token);
 /* Endpoint without trailing slashes, appended to url. */
 void url_append_base(struct buf *url, const char *endpoint);
 /* The string option key from the route's options JSON, or NULL (malloc'd). */

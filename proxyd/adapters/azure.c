@@ -92,11 +92,7 @@ static int azure_build(struct xlate *x, cJSON *body, const char *credential,
 
 	char *auth = route_option(r, "auth");
 	if (auth && strcmp(auth, "bearer") == 0) {
-		struct buf v;
-		buf_init(&v);
-		buf_printf(&v, "Bearer %s", credential);
-		out->headers = header_add(out->headers, "Authorization", v.data);
-		buf_free(&v);
+		out->headers = header_add_bearer(out->headers, credential);
 	} else {
 		out->headers = header_add(out->headers, "api-key", credential);
 	}

@@ -291,11 +291,7 @@ static int google_build(struct xlate *x, cJSON *body, const char *credential,
 	if (kind == AUTH_API_KEY) {
 		out->headers = header_add(out->headers, "x-goog-api-key", cred);
 	} else {
-		struct buf v;
-		buf_init(&v);
-		buf_printf(&v, "Bearer %s", kind == AUTH_SA ? token : cred);
-		out->headers = header_add(out->headers, "Authorization", v.data);
-		buf_free(&v);
+		out->headers = header_add_bearer(out->headers, kind == AUTH_SA ? token : cred);
 	}
 	char *s = cJSON_PrintUnformatted(req);
 	if (!s)

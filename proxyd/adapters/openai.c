@@ -34,13 +34,7 @@ static int openai_build(struct xlate *x, cJSON *body, const char *credential,
 		buf_puts(&out->url, "/v1");
 	buf_puts(&out->url, x->op == OP_CHAT ? "/chat/completions" : "/embeddings");
 
-	{
-		struct buf v;
-		buf_init(&v);
-		buf_printf(&v, "Bearer %s", credential);
-		out->headers = header_add(out->headers, "Authorization", v.data);
-		buf_free(&v);
-	}
+	out->headers = header_add_bearer(out->headers, credential);
 	char *org = route_option(r, "organization");
 	if (org) {
 		out->headers = header_add(out->headers, "OpenAI-Organization", org);
