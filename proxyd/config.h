@@ -16,6 +16,8 @@
 #define PROXYD_MAX_ATTEMPTS 3                 /* upstreams tried per request */
 #define PROXYD_MAX_UPSTREAM_BODY (64 * 1024 * 1024)
 #define PROXYD_MAX_CONNS 512
+#define PROXYD_SPARES 4                       /* connection processes forked
+						 * and prepared ahead of need */
 #define PROXYD_GRACE_MS 10000                 /* in-flight grace on SIGTERM */
 #define PROXYD_DEFAULT_LISTEN "127.0.0.1:8132"
 #define PROXYD_DEFAULT_COMPLETION_ESTIMATE 512 /* tokens reserved when the
@@ -38,6 +40,7 @@ struct proxyd_config {
 	int64_t completion_estimate;
 	const char *listen;          /* ADDR:PORT for the built-in listener */
 	int max_conns;
+	int spares;
 	int grace_ms;
 	enum accept_mode accept_mode;
 	const char *user;            /* drop to this user when root */

@@ -912,11 +912,10 @@ static void reject_head(struct http_conn *hc, int status)
 	log_msg("rejected a request head: %d %s", status, e.code);
 }
 
-int handler_serve(const struct proxyd_config *cfg, struct store *st, int rfd, int wfd,
-		  volatile sig_atomic_t *stop)
+int handler_serve(const struct proxyd_config *cfg, struct store *st, struct limiter *lim, int rfd,
+		  int wfd, volatile sig_atomic_t *stop)
 {
 	struct http_conn *hc = http_conn_new(rfd, wfd, &cfg->http);
-	struct limiter *lim = cfg->limiter ? limiter_open(cfg->limiter, cfg->limiter_timeout_ms) : NULL;
 	if (lim)
 		limiter_conn_event(lim, +1);
 	for (int n = 0; !*stop; n++) {
@@ -939,10 +938,8 @@ int handler_serve(const struct proxyd_config *cfg, struct store *st, int rfd, in
 		if (!more || (cfg->http.max_requests && n + 1 >= cfg->http.max_requests))
 			break;
 	}
-	if (lim) {
+	if (lim)
 		limiter_conn_event(lim, -1);
-		limiter_close(lim);
-	}
 	http_conn_free(hc);
 	upstream_cleanup();
 	return 0;

@@ -95,6 +95,8 @@ static int ensure_socket(struct limiter *l)
 	return 0;
 }
 
+int limiter_connect(struct limiter *l) { return ensure_socket(l); }
+
 /* Waits up to ms for events on the socket; 1 ready, 0 not. */
 static int wait_for(struct limiter *l, short events, int64_t deadline)
 {

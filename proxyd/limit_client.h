@@ -58,6 +58,10 @@ struct limiter;
  * Never fails for a down limiterd: calls time out instead. */
 struct limiter *limiter_open(const char *endpoint, int timeout_ms);
 void limiter_close(struct limiter *l);
+/* Creates the ZeroMQ context, socket and connection now rather than at the
+ * first call (a pre-forked connection process does it before it waits for
+ * its client).  0 ok, -1 failed (calls retry). */
+int limiter_connect(struct limiter *l);
 /* 0 with ans filled, -1 when limiterd did not answer in time (the socket
  * is then reset so the next call reconnects). */
 int limiter_reserve(struct limiter *l, const struct limit_reserve_req *req, struct limit_answer *ans);

@@ -3,15 +3,22 @@
  *   proxyd [options]                 the connection is fd 0/1 (inetd,
  *                                    systemd StandardInput=socket), or fd 3
  *                                    when LISTEN_FDS=1 (systemd Accept=yes)
- *   proxyd --listen ADDR:PORT [...]  the built-in listener: accept and fork
- *                                    one child per connection
+ *   proxyd --listen ADDR:PORT [...]  the built-in listener
  *
- * Order of operations in every child: read the master key (parent, while
- * privileged), open the store read-only, drop to --user when root, harden
- * (no core, not dumpable, no new privileges), and only then read a byte
- * from the client. */
+ * Order of operations in every connection process: the master key is read
+ * (by the parent, while privileged), the store is opened read-only and the
+ * limiter socket connected, privileges drop to --user when root, the
+ * process hardens itself (no core, not dumpable, no new privileges) and
+ * installs its seccomp filter, and only then reads a byte from a client.
+ *
+ * The listener's fork mode does all of that ahead of need: it keeps
+ * --spares prepared processes blocked in accept(); each takes exactly one
+ * connection, tells the listener (which forks the next), serves it and
+ * exits.  Exec mode accepts in the listener and execs a fresh proxyd per
+ * connection, which is what systemd's Accept=yes costs. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,6 +33,7 @@
 
 #include "config.h"
 #include "handler.h"
+#include "limit_client.h"
 #include "paths.h"
 #include "privdrop.h"
 #include "sandbox.h"
@@ -60,6 +68,7 @@ static void usage(FILE *f)
 		"  --listen ADDR:PORT        built-in listener (fork per connection)\n"
 		"  --accept-mode fork|exec   listener: fork only (default) or exec per connection\n"
 		"  --max-conns N             listener: concurrent connections (default %d)\n"
+		"  --spares N                listener (fork): processes prepared ahead (default %d)\n"
 		"  --grace-ms N              listener: in-flight grace on SIGTERM (default %d)\n"
 		"  --user USER               drop to USER when started as root\n"
 		"  --home DIR --db PATH --master-key-file PATH   state location\n"
@@ -75,7 +84,7 @@ static void usage(FILE *f)
 		"  --head-timeout-ms N --body-timeout-ms N --write-timeout-ms N --idle-timeout-ms N\n"
 		"  --completion-estimate N   tokens reserved without max_tokens (default %d)\n"
 		"  --no-seccomp              do not install the syscall filter\n",
-		PROXYD_MAX_CONNS, PROXYD_GRACE_MS, PROXYD_LIMITER_TIMEOUT_MS, PROXYD_CONNECT_TIMEOUT_MS,
+		PROXYD_MAX_CONNS, PROXYD_SPARES, PROXYD_GRACE_MS, PROXYD_LIMITER_TIMEOUT_MS, PROXYD_CONNECT_TIMEOUT_MS,
 		PROXYD_FIRST_BYTE_TIMEOUT_MS, PROXYD_REQUEST_TIMEOUT_MS, PROXYD_STREAM_IDLE_TIMEOUT_MS,
 		PROXYD_MAX_ATTEMPTS, PROXYD_DEFAULT_COMPLETION_ESTIMATE);
 }
@@ -119,6 +128,8 @@ static void parse_args(int argc, char **argv, struct proxyd_config *c, struct op
 				fatal("--accept-mode is fork or exec");
 		} else if (OPT("--max-conns")) {
 			c->max_conns = (int)num_arg(a, v, 1);
+		} else if (OPT("--spares")) {
+			c->spares = (int)num_arg(a, v, 1);
 		} else if (OPT("--grace-ms")) {
 			c->grace_ms = (int)num_arg(a, v, 0);
 		} else if (OPT("--user")) {
@@ -169,31 +180,67 @@ static void parse_args(int argc, char **argv, struct proxyd_config *c, struct op
 	}
 }
 
-/* Serves one connection in this process, then exits. */
-static _Noreturn void serve_one(const struct proxyd_config *cfg, int rfd, int wfd)
+/* What a connection process holds before its client's first byte. */
+struct conn_env {
+	struct store *st;
+	struct limiter *lim;
+};
+
+/* Everything a connection process does before it may read a client byte:
+ * open the store (and its WAL files) and the limiter socket while still
+ * privileged, then drop to --user and harden.  Fatal errors end only this
+ * process. */
+static void prepare_conn(const struct proxyd_config *cfg, struct conn_env *env)
 {
 	char err[256];
 	struct sigaction sa = {.sa_handler = on_child_stop};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGINT, SIG_DFL);
 
-	struct store *st = store_open(cfg->db_path, STORE_RO, err, sizeof err);
-	if (!st)
+	env->st = store_open(cfg->db_path, STORE_RO, err, sizeof err);
+	if (!env->st)
 		fatal("%s", err);
 	/* a first read opens the -wal and -shm files while we may still read
 	 * them; the dropped process keeps using those descriptors */
-	if (store_schema_version(st) <= 0)
+	if (store_schema_version(env->st) <= 0)
 		fatal("cannot read the store %s", cfg->db_path);
+	env->lim = cfg->limiter ? limiter_open(cfg->limiter, cfg->limiter_timeout_ms) : NULL;
+	if (env->lim)
+		limiter_connect(env->lim); /* its I/O thread starts outside the sandbox */
 	if (cfg->user && geteuid() == 0 && privdrop_to(cfg->uid, cfg->gid, err, sizeof err) < 0)
 		fatal("%s", err);
 	harden_process();
-	/* after the libraries initialised (main) and the store is open: from
-	 * here a syscall outside the allow-list kills this connection only */
+}
+
+/* From here a syscall outside the allow-list kills this process only.
+ * Installed after the libraries initialised (main) and the store and
+ * limiter are open. */
+static void sandbox(const struct proxyd_config *cfg)
+{
+	char err[256];
 	if (cfg->seccomp && sandbox_install(err, sizeof err) < 0)
 		fatal("%s", err);
-	handler_serve(cfg, st, rfd, wfd, &g_stop);
-	store_close(st);
+}
+
+/* Serves the connection on rfd/wfd with a prepared, sandboxed
+ * environment, then exits. */
+static _Noreturn void serve_conn(const struct proxyd_config *cfg, struct conn_env *env, int rfd,
+				 int wfd)
+{
+	handler_serve(cfg, env->st, env->lim, rfd, wfd, &g_stop);
+	limiter_close(env->lim);
+	store_close(env->st);
 	_exit(0);
+}
+
+/* Serves one connection in this process, then exits. */
+static _Noreturn void serve_one(const struct proxyd_config *cfg, int rfd, int wfd)
+{
+	struct conn_env env;
+	prepare_conn(cfg, &env);
+	sandbox(cfg);
+	serve_conn(cfg, &env, rfd, wfd);
 }
 
 static int listen_on(const char *spec)
@@ -229,23 +276,46 @@ static int listen_on(const char *spec)
 	return fd;
 }
 
-/* The listener's children, so that shutdown signals only them. */
-static pid_t *kids;
-static int nkids;
+/* The listener's children, so that shutdown signals only them; a spare
+ * is prepared and waiting in accept(), the others serve a connection. */
+struct kid {
+	pid_t pid;
+	int spare;
+};
+static struct kid *kids;
+static int nkids, nspare;
+static int64_t next_spare_ms; /* backoff after a spare died unused */
 
-static void kid_add(pid_t p) { kids[nkids++] = p; }
+static void kid_add(pid_t p, int spare)
+{
+	kids[nkids].pid = p;
+	kids[nkids++].spare = spare;
+	nspare += spare;
+}
 
-static void reap(int *live)
+static struct kid *kid_find(pid_t p)
+{
+	for (int i = 0; i < nkids; i++)
+		if (kids[i].pid == p)
+			return &kids[i];
+	return NULL;
+}
+
+static void reap(void)
 {
 	int status;
 	pid_t p;
 	while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (int i = 0; i < nkids; i++)
-			if (kids[i] == p) {
-				kids[i] = kids[--nkids];
-				(*live)--;
-				break;
+		struct kid *k = kid_find(p);
+		if (k) {
+			if (k->spare) {
+				/* it never got a connection: do not re-fork in a loop */
+				nspare--;
+				if (!g_stop)
+					next_spare_ms = mono_ms() + 1000;
 			}
+			*k = kids[--nkids];
+		}
 		if (WIFSIGNALED(status))
 			log_msg("connection process %ld killed by signal %d", (long)p, WTERMSIG(status));
 	}
@@ -254,35 +324,113 @@ static void reap(int *live)
 static void signal_kids(int sig)
 {
 	for (int i = 0; i < nkids; i++)
-		kill(kids[i], sig);
+		kill(kids[i].pid, sig);
 }
 
-/* The built-in listener: one forked (or exec'd) proxyd per connection. */
-static _Noreturn void run_listener(const struct proxyd_config *cfg, char **argv)
+/* A pre-forked connection process: prepared before any client exists, it
+ * accepts exactly one connection, tells the listener (which forks the
+ * next spare), serves it and exits.  The fork, the store and limiter
+ * set-up and the privilege drop are then off the client's path. */
+static _Noreturn void run_spare(const struct proxyd_config *cfg, int lfd, int notify)
 {
-	int lfd = listen_on(cfg->listen);
-	int live = 0;
-	kids = xcalloc((size_t)cfg->max_conns, sizeof *kids);
-	struct sigaction sa = {.sa_handler = on_stop};
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	log_msg("listening on %s (accept mode %s, at most %d connections)", cfg->listen,
-		cfg->accept_mode == ACCEPT_EXEC ? "exec" : "fork", cfg->max_conns);
+	struct conn_env env;
+	prepare_conn(cfg, &env);
+	sandbox(cfg); /* building and loading the filter costs ms: not on the client's time */
+	int fd;
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+		if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN) {
+			log_msg("accept: %s", strerror(errno));
+			_exit(1);
+		}
+	}
+	close(lfd);
+	pid_t me = getpid();
+	if (write(notify, &me, sizeof me) != (ssize_t)sizeof me)
+		log_msg("cannot tell the listener a connection was taken");
+	close(notify);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	serve_conn(cfg, &env, fd, fd);
+}
 
+/* exec mode: the new image serves fd 0/1 with the same options (--inetd). */
+static _Noreturn void exec_conn(char **argv, int fd)
+{
+	if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0)
+		_exit(1);
+	close(fd);
+	int argc = 0;
+	while (argv[argc])
+		argc++;
+	char **nargv = xcalloc((size_t)argc + 2, sizeof *nargv);
+	for (int i = 0; i < argc; i++)
+		nargv[i] = argv[i];
+	nargv[argc] = "--inetd";
+	/* the real path, so ps shows proxyd rather than exe */
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n > 0) {
+		self[n] = 0;
+		execv(self, nargv);
+	}
+	execv("/proc/self/exe", nargv);
+	_exit(127);
+}
+
+/* fork mode: keeps cfg->spares prepared processes waiting in accept(),
+ * within the cap of cfg->max_conns processes in all. */
+static void fork_loop(const struct proxyd_config *cfg, int lfd)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		fatal("pipe: %s", strerror(errno));
 	while (!g_stop) {
-		reap(&live);
-		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-		if (live >= cfg->max_conns) {
+		reap();
+		while (nspare < cfg->spares && nkids < cfg->max_conns && mono_ms() >= next_spare_ms &&
+		       !g_stop) {
+			pid_t pid = fork();
+			if (pid < 0) {
+				log_msg("fork: %s", strerror(errno));
+				next_spare_ms = mono_ms() + 100;
+				break;
+			}
+			if (pid == 0) {
+				close(pfd[0]);
+				run_spare(cfg, lfd, pfd[1]);
+			}
+			kid_add(pid, 1);
+		}
+		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		pid_t taken[64];
+		ssize_t n = read(pfd[0], taken, sizeof taken);
+		for (ssize_t i = 0; i + (ssize_t)sizeof(pid_t) <= n; i += (ssize_t)sizeof(pid_t)) {
+			struct kid *k = kid_find(taken[i / (ssize_t)sizeof(pid_t)]);
+			if (k && k->spare) {
+				k->spare = 0;
+				nspare--;
+			}
+		}
+	}
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+/* exec mode: accept here, fork and exec a fresh proxyd per connection. */
+static void exec_loop(const struct proxyd_config *cfg, int lfd, char **argv)
+{
+	while (!g_stop) {
+		reap();
+		if (nkids >= cfg->max_conns) {
 			poll(NULL, 0, 10); /* at the cap: let the backlog wait */
 			continue;
 		}
+		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 		if (poll(&pfd, 1, 200) <= 0)
 			continue;
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
-				log_msg("accept: %s", strerror(errno));
 			if (errno == EMFILE || errno == ENFILE)
 				poll(NULL, 0, 100);
 			continue;
@@ -290,53 +438,46 @@ static _Noreturn void run_listener(const struct proxyd_config *cfg, char **argv)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		pid_t pid = fork();
-		if (pid < 0) {
-			log_msg("fork: %s", strerror(errno));
-			close(fd);
-			continue;
-		}
 		if (pid == 0) {
 			close(lfd);
 			signal(SIGINT, SIG_DFL);
-			if (cfg->accept_mode == ACCEPT_EXEC) {
-				if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0)
-					_exit(1);
-				close(fd);
-				/* same options; --inetd makes the new image serve fd 0/1 */
-				int argc = 0;
-				while (argv[argc])
-					argc++;
-				char **nargv = xcalloc((size_t)argc + 2, sizeof *nargv);
-				for (int i = 0; i < argc; i++)
-					nargv[i] = argv[i];
-				nargv[argc] = "--inetd";
-				/* the real path, so ps shows proxyd rather than exe */
-				char self[4096];
-				ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-				if (n > 0) {
-					self[n] = 0;
-					execv(self, nargv);
-				}
-				execv("/proc/self/exe", nargv);
-				_exit(127);
-			}
-			serve_one(cfg, fd, fd);
+			exec_conn(argv, fd);
 		}
+		if (pid < 0)
+			log_msg("fork: %s", strerror(errno));
+		else
+			kid_add(pid, 0);
 		close(fd);
-		kid_add(pid);
-		live++;
 	}
+}
+
+/* The built-in listener: one proxyd process per connection. */
+static _Noreturn void run_listener(const struct proxyd_config *cfg, char **argv)
+{
+	int lfd = listen_on(cfg->listen);
+	kids = xcalloc((size_t)cfg->max_conns + 1, sizeof *kids);
+	struct sigaction sa = {.sa_handler = on_stop};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	log_msg("listening on %s (accept mode %s, at most %d connections)", cfg->listen,
+		cfg->accept_mode == ACCEPT_EXEC ? "exec" : "fork", cfg->max_conns);
+
+	if (cfg->accept_mode == ACCEPT_EXEC)
+		exec_loop(cfg, lfd, argv);
+	else
+		fork_loop(cfg, lfd);
 
 	close(lfd);
 	signal_kids(SIGTERM); /* idle ones exit now, busy ones after their request */
 	int64_t deadline = mono_ms() + cfg->grace_ms;
-	while (live > 0 && mono_ms() < deadline) {
-		reap(&live);
-		if (live > 0)
+	while (nkids > 0 && mono_ms() < deadline) {
+		reap();
+		if (nkids > 0)
 			poll(NULL, 0, 20);
 	}
-	if (live > 0) {
-		log_msg("grace period over: stopping %d connection(s)", live);
+	if (nkids > 0) {
+		log_msg("grace period over: stopping %d connection(s)", nkids);
 		signal_kids(SIGKILL);
 	}
 	exit(0);
@@ -360,6 +501,7 @@ int main(int argc, char **argv)
 	cfg.completion_estimate = PROXYD_DEFAULT_COMPLETION_ESTIMATE;
 	cfg.max_conns = PROXYD_MAX_CONNS;
 	cfg.grace_ms = PROXYD_GRACE_MS;
+	cfg.spares = PROXYD_SPARES;
 	cfg.seccomp = 1;
 	cfg.limiter = getenv("LLMPROXY_LIMITER");
 	parse_args(argc, argv, &cfg, &o);

@@ -74,6 +74,10 @@ static const int allow_any[] = {
 	SCMP_SYS(getsockname), SCMP_SYS(getpeername),
 	SCMP_SYS(sendto), SCMP_SYS(sendmsg), SCMP_SYS(sendmmsg),
 	SCMP_SYS(recvfrom), SCMP_SYS(recvmsg), SCMP_SYS(recvmmsg),
+	/* a pre-forked connection process accepts its one connection under
+	 * the filter and then closes the listening socket; listen() stays
+	 * forbidden, so no second connection can ever be taken */
+	SCMP_SYS(accept4),
 	/* files: the store, its -wal/-shm, CA certificates, /etc/hosts,
 	 * resolv.conf, localtime */
 	SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(stat), SCMP_SYS(fstat),

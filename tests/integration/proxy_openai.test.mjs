@@ -112,6 +112,26 @@ test('stream chat without include_usage (root and /v1): content assembled, prope
 	}
 });
 
+test('upstream dropping mid-stream: an SSE error event, never [DONE]; the SDK raises', { timeout: 20000 }, async () => {
+	const r = await proxy.request({ method: 'POST', path: '/v1/chat/completions', headers: L.bearer(VK),
+		body: { ...L.chatBody('chat', 'a b c d e f __fake:drop_mid_stream'), stream: true } });
+	assert.equal(r.status, 200);
+	assert.ok(!r.text.includes('[DONE]'), r.text.slice(0, 400));
+	const events = L.parseSSE(r.text);
+	const last = JSON.parse(events.at(-1));
+	assert.ok(last.error, 'the last event is an error');
+	assert.equal(last.error.code, 'upstream_stream_broken');
+	assert.ok(typeof last.error.message === 'string' && last.error.message.length > 0);
+	for (const s of SECRETS_UPSTREAM) assert.ok(!r.text.includes(s));
+	const client = await L.openaiClient({ apiKey: VK, baseURL: proxy.v1URL });
+	await assert.rejects(async () => {
+		const stream = await client.chat.completions.create({ ...L.chatBody('chat', 'x y __fake:drop_mid_stream'), stream: true });
+		for await (const _ of stream) { /* drain */ }
+	}, 'the official client raises on the error event');
+	const h = await proxy.request({ method: 'GET', path: '/healthz' });
+	assert.equal(h.status, 200);
+});
+
 test('stream chat, raw bytes: SSE over chunked encoding ending with [DONE]', { timeout: 15000 }, async () => {
 	const c = await L.RawConn.open(proxy.port);
 	try {
