@@ -11,11 +11,33 @@
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
+/* Statements proxyd runs for every request: prepared once per process. */
+enum { Q_VKEY, Q_ROUTES, Q_ALIASES, Q_COUNT };
+
 struct store {
 	sqlite3 *db;
 	enum store_mode mode;
 	sqlite3_stmt *usage_ins; /* cached for limiterd's batches */
+	sqlite3_stmt *q[Q_COUNT];
 };
+
+/* The cached statement in slot, prepared on first use.  Parsing a query
+ * costs far more than running it, and a connection process asks the same
+ * few queries for each of its requests.  Callers finish with query_done,
+ * which ends the read transaction so the next use sees fresh data. */
+static sqlite3_stmt *query(struct store *st, int slot, const char *sql)
+{
+	if (!st->q[slot] &&
+	    sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->q[slot], NULL) != SQLITE_OK)
+		return NULL;
+	return st->q[slot];
+}
+
+static void query_done(sqlite3_stmt *s)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
 
 /* Forward-only migrations: step i (1-based) brings the schema from version
  * i-1 to i.  Each runs inside one transaction together with the version
@@ -231,6 +253,8 @@ void store_close(struct store *st)
 	if (!st)
 		return;
 	sqlite3_finalize(st->usage_ins);
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(st->q[i]);
 	sqlite3_close(st->db);
 	free(st);
 }
@@ -301,11 +325,10 @@ static void copy_col(sqlite3_stmt *s, int col, char *dst, size_t cap)
 
 int store_find_vkey_by_hash(struct store *st, const unsigned char hash[32], struct vkey_row *out)
 {
-	sqlite3_stmt *s = NULL;
 	int rc = -1;
-	if (sqlite3_prepare_v2(st->db,
-			       "SELECT id, name, disabled, expires_at, rpm, tpm FROM virtual_keys WHERE key_hash = ?",
-			       -1, &s, NULL) != SQLITE_OK)
+	sqlite3_stmt *s = query(st, Q_VKEY,
+				"SELECT id, name, disabled, expires_at, rpm, tpm FROM virtual_keys WHERE key_hash = ?");
+	if (!s)
 		return -1;
 	sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
 	int r = sqlite3_step(s);
@@ -321,7 +344,7 @@ int store_find_vkey_by_hash(struct store *st, const unsigned char hash[32], stru
 		out->tpm = sqlite3_column_int64(s, 5);
 		rc = 0;
 	}
-	sqlite3_finalize(s);
+	query_done(s);
 	return rc;
 }
 
@@ -347,14 +370,14 @@ int store_find_routes(struct store *st, const char *vkey_id, const char *alias, 
 		"  JOIN connections c ON c.id = m.conn_id"
 		" WHERE a.vkey_id = ? AND a.alias = ?"
 		" ORDER BY a.rowid";
-	sqlite3_stmt *s = NULL;
 	struct route *r = NULL;
 	size_t cnt = 0, cap = 0;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
-	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+	sqlite3_stmt *s = query(st, Q_ROUTES, sql);
+	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, vkey_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, alias, -1, SQLITE_STATIC);
@@ -396,7 +419,7 @@ int store_find_routes(struct store *st, const char *vkey_id, const char *alias, 
 			memcpy(x->secret, sp, (size_t)sl);
 		x->secret_len = (size_t)sl;
 	}
-	sqlite3_finalize(s);
+	query_done(s);
 	if (rc != SQLITE_DONE) {
 		store_free_routes(r, cnt);
 		return -1;
@@ -444,14 +467,14 @@ int store_list_aliases(struct store *st, const char *vkey_id, struct alias_row *
 		"         ORDER BY a2.rowid LIMIT 1)"
 		"  FROM assignments a WHERE a.vkey_id = ?"
 		" GROUP BY a.alias ORDER BY a.alias";
-	sqlite3_stmt *s = NULL;
 	struct alias_row *a = NULL;
 	size_t cnt = 0, cap = 0;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
-	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+	sqlite3_stmt *s = query(st, Q_ALIASES, sql);
+	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, vkey_id, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -464,7 +487,7 @@ int store_list_aliases(struct store *st, const char *vkey_id, struct alias_row *
 		a[cnt].owned_by = dup_col(s, 2, 0);
 		cnt++;
 	}
-	sqlite3_finalize(s);
+	query_done(s);
 	if (rc != SQLITE_DONE) {
 		store_free_aliases(a, cnt);
 		return -1;
