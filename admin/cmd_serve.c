@@ -42,14 +42,14 @@ static const char usage_serve[] =
 
 static volatile sig_atomic_t g_proxyd = 0, g_limiterd = 0, g_stopping = 0;
 
+/* Stops proxyd only: limiterd keeps settling the requests in flight during
+ * proxyd's grace period and is stopped once proxyd has exited. */
 static void forward(int sig)
 {
 	int saved = errno;
 	g_stopping = 1;
 	if (g_proxyd > 0)
-		kill((pid_t)g_proxyd, sig);
-	if (g_limiterd > 0)
-		kill((pid_t)g_limiterd, sig);
+		kill((pid_t)g_proxyd, sig == SIGINT ? SIGTERM : sig);
 	errno = saved;
 }
 
@@ -59,10 +59,14 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-static pid_t spawn(const char *path, char *const argv[])
+/* own_group: out of the terminal's process group, so a Ctrl-C reaches it
+ * only through us, in order. */
+static pid_t spawn(const char *path, char *const argv[], int own_group)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
+		if (own_group)
+			setpgid(0, 0);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		execv(path, argv);
@@ -100,10 +104,10 @@ static int stop_child(pid_t pid)
 /* Spawns limiterd on ep and waits (bounded) for its socket, so the first
  * request does not fail closed.  0 ok, <0 after reporting. */
 static int start_limiterd(const char *path, const char *ep, const char *sock, const char *db,
-			  int shared)
+			  const char *user)
 {
 	char *largv[] = {"limiterd", "--socket", (char *)ep, "--db", (char *)db, NULL};
-	pid_t lp = spawn(path, largv);
+	pid_t lp = spawn(path, largv, 1);
 	if (lp < 0)
 		return admin_err(-1, "cannot fork: %s", strerror(errno));
 	g_limiterd = lp;
@@ -111,9 +115,12 @@ static int start_limiterd(const char *path, const char *ep, const char *sock, co
 	for (int w = 0; w < SERVE_SOCKET_WAIT_MS; w += SERVE_POLL_MS) {
 		struct stat sb;
 		if (stat(sock, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
-			/* proxyds dropped to --user must be able to connect */
-			if (shared)
-				chmod(sock, 0666);
+			/* proxyds dropped to --user must be able to connect, and
+			 * nobody else: the socket becomes that user's */
+			struct passwd *pw = user ? getpwnam(user) : NULL;
+			if (pw && (chown(sock, pw->pw_uid, pw->pw_gid) < 0 || chmod(sock, 0600) < 0))
+				fprintf(stderr, ADMIN_PROG ": warning: cannot hand %s to %s: %s\n", sock,
+					user, strerror(errno));
 			return 0;
 		}
 		if (waitpid(lp, &status, WNOHANG) == lp) {
@@ -237,7 +244,7 @@ int cmd_serve(struct admin *a, int argc, char **argv)
 					 strerror(errno));
 		if (paths_mkdirs(rundir, 0700) < 0 || chmod(rundir, 0711) < 0)
 			return admin_err(EXIT_RUNTIME, "cannot create %s: %s", rundir, strerror(errno));
-		if (start_limiterd(limiterd, ep, sock, a->paths.db, user != NULL) < 0)
+		if (start_limiterd(limiterd, ep, sock, a->paths.db, user) < 0)
 			return EXIT_RUNTIME;
 		setenv("LLMPROXY_LIMITER", ep, 1);
 	}
@@ -285,7 +292,7 @@ int cmd_serve(struct admin *a, int argc, char **argv)
 		pargv[k++] = extra[i];
 	pargv[k] = NULL;
 
-	pid_t pp = spawn(proxyd, pargv);
+	pid_t pp = spawn(proxyd, pargv, 0);
 	if (pp < 0) {
 		if (g_limiterd > 0)
 			stop_child((pid_t)g_limiterd);
@@ -326,7 +333,7 @@ int cmd_serve(struct admin *a, int argc, char **argv)
 			last_restart = mono_ms();
 			backoff = backoff * 2 > SERVE_RESTART_MAX_MS ? SERVE_RESTART_MAX_MS : backoff * 2;
 			if (!g_stopping)
-				start_limiterd(limiterd, ep, sock, a->paths.db, user != NULL);
+				start_limiterd(limiterd, ep, sock, a->paths.db, user);
 		}
 	}
 }

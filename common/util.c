@@ -133,7 +133,13 @@ void buf_reserve(struct buf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 64;
 	while (cap < need)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-	b->data = xrealloc(b->data, cap);
+	/* not realloc: buffers carry secrets (credentials, tokens), and the
+	 * old block must not stay behind unwiped in the heap */
+	char *p = xmalloc(cap);
+	memcpy(p, b->data, b->len + 1);
+	wipe(b->data, b->cap);
+	free(b->data);
+	b->data = p;
 	b->cap = cap;
 }
 

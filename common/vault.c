@@ -41,13 +41,21 @@ int vault_read_master_key(const char *path, unsigned char key[MASTER_KEY_BYTES],
 			  size_t errlen)
 {
 	struct stat sb;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* symlinks are fine (Kubernetes secret volumes are made of them); the
+	 * checks apply to the file actually opened */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open master key file %s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
 		snprintf(err, errlen, "master key file %s is not a regular file", path);
+		goto fail;
+	}
+	if (sb.st_mode & 077) {
+		snprintf(err, errlen,
+			 "master key file %s is accessible by group or others (mode %03o); run: chmod 600 %s",
+			 path, (unsigned)(sb.st_mode & 0777), path);
 		goto fail;
 	}
 	if (sb.st_size != MASTER_KEY_BYTES) {
@@ -293,16 +301,28 @@ int vault_vkey_hash_key(struct store *st, const unsigned char master[MASTER_KEY_
 			snprintf(err, errlen, "the database has no virtual-key hashing key yet; run llmproxy-admin init");
 			return -1;
 		}
+		/* two first commands at once: the first insert wins and both
+		 * use what is stored, never a key of their own */
 		random_bytes(hkey, 32);
-		if (vault_seal(master, AAD_VKEY, hkey, 32, &sealed, &sealed_len) < 0 ||
-		    store_meta_set(st, META_VKEY, sealed, sealed_len) < 0) {
+		sqlite3_stmt *ins = NULL;
+		int ok = vault_seal(master, AAD_VKEY, hkey, 32, &sealed, &sealed_len) == 0 &&
+			 sqlite3_prepare_v2(store_db(st),
+					    "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+					    -1, &ins, NULL) == SQLITE_OK;
+		if (ok) {
+			sqlite3_bind_text(ins, 1, META_VKEY, -1, SQLITE_STATIC);
+			sqlite3_bind_blob(ins, 2, sealed, (int)sealed_len, SQLITE_STATIC);
+			ok = sqlite3_step(ins) == SQLITE_DONE;
+		}
+		sqlite3_finalize(ins);
+		free(sealed);
+		sealed = NULL;
+		wipe(hkey, 32);
+		if (!ok || store_meta_get(st, META_VKEY, &sealed, &sealed_len) != 0) {
 			snprintf(err, errlen, "cannot store the virtual-key hashing key");
 			free(sealed);
-			wipe(hkey, 32);
 			return -1;
 		}
-		free(sealed);
-		return 0;
 	}
 	rc = vault_open(master, AAD_VKEY, sealed, sealed_len, &plain, &plain_len);
 	free(sealed);
@@ -345,6 +365,11 @@ int vault_rotate(struct store *st, const unsigned char old_master[MASTER_KEY_BYT
 	unsigned char check[32];
 	int r, rc = -1;
 
+	/* the new key file replaces the old one right after this commit: the
+	 * commit must be on disk first (NORMAL would leave it in the WAL's
+	 * page cache, and a power cut would pair the new key with the old
+	 * ciphertexts) */
+	sqlite3_exec(db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "cannot lock database: %s", sqlite3_errmsg(db));
 		return -1;

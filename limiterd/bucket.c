@@ -39,6 +39,7 @@ struct resv {
 	int64_t tokens;
 	int nkeys;
 	char keys[LP_MAX_SPECS][LP_KEY_MAX];
+	double charged[LP_MAX_SPECS]; /* taken from each key's bucket */
 	int32_t hnext;      /* hash chain, or free list */
 	int32_t prev, next; /* creation order, head = oldest */
 };
@@ -264,8 +265,14 @@ static int32_t key_get(struct bucket_set *bs, const char *key, int64_t now_ms)
 {
 	uint64_t h = hash_str(key);
 	int32_t i = key_find(bs, key, h);
-	if (i != NIL)
+	if (i != NIL) {
+		/* fresh at once: a later lookup in the same reserve may evict or
+		 * collect, and must not pick a key this reserve already holds */
+		bs->k[i].used_ms = now_ms;
+		lru_unlink(bs, i);
+		lru_push_front(bs, i);
 		return i;
+	}
 	if (bs->kcount >= bs->kmax) {
 		bucket_gc(bs, now_ms);
 		if (bs->kcount >= bs->kmax)
@@ -489,7 +496,13 @@ int bucket_reserve(struct bucket_set *bs, const struct lp_reserve *req, int64_t 
 		if (e->rpm.cap > 0)
 			e->rpm.level -= 1;
 		if (e->tok.cap > 0) {
-			e->tok.level -= (double)req->est_tokens;
+			/* an estimate above the bucket (a huge max_tokens) takes the
+			 * whole bucket, not more: a client's claim cannot put a
+			 * shared bucket into unbounded debt; settling charges what
+			 * was really used */
+			double take = (double)req->est_tokens < e->tok.cap ? (double)req->est_tokens : e->tok.cap;
+			e->tok.level -= take;
+			r->charged[r->nkeys] = take;
 			snprintf(r->keys[r->nkeys++], LP_KEY_MAX, "%s", e->key);
 		}
 	}
@@ -515,8 +528,8 @@ int bucket_settle(struct bucket_set *bs, uint64_t id, int64_t actual_tokens, int
 	}
 	if (actual_tokens < 0)
 		actual_tokens = 0;
-	double diff = (double)r->tokens - (double)actual_tokens; /* > 0 refund, < 0 charge */
 	for (int j = 0; j < r->nkeys; j++) {
+		double diff = r->charged[j] - (double)actual_tokens; /* > 0 refund, < 0 charge */
 		int32_t ki = key_find(bs, r->keys[j], hash_str(r->keys[j]));
 		if (ki == NIL)
 			continue; /* evicted: it was refilled anyway */

@@ -32,7 +32,9 @@
 
 #include "limitproto.h"
 
-#define BUCKET_DEFAULT_TTL_MS (10 * 60 * 1000)
+/* Unsettled reservations expire after this: longer than any request (streams
+ * have no overall timeout; the systemd unit caps a connection at 1 h). */
+#define BUCKET_DEFAULT_TTL_MS (60 * 60 * 1000)
 #define BUCKET_MAX_KEYS 65536          /* keys held; least recently used go first */
 #define BUCKET_MAX_RESERVATIONS 65536 /* open reservations; oldest go first */
 #define BUCKET_IDLE_MS (60 * 1000)     /* gc drops keys idle this long and refilled */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "store.h"
 #include "util.h"
@@ -14,13 +15,26 @@ struct ledger {
 	size_t n, cap;
 	uint64_t dropped;
 	int failing; /* log a failing store once, not on every flush */
+	int64_t retry_at_ms; /* while failing: no new attempt before this */
+	int64_t backoff_ms;
 };
 
 struct ledger *ledger_open(const char *db_path, char *err, size_t errlen)
 {
+	struct stat sb;
+	/* never create the store: a database without its master key would make
+	 * `llmproxy-admin init` refuse to run later */
+	if (stat(db_path, &sb) < 0) {
+		snprintf(err, errlen, "no database at %s (create it with llmproxy-admin init)", db_path);
+		return NULL;
+	}
 	struct store *st = store_open(db_path, STORE_RW, err, errlen);
 	if (!st)
 		return NULL;
+	/* limiterd answers every proxyd from one thread: a writer elsewhere
+	 * (an admin command, a backup) must not stall it for seconds; the
+	 * batch waits for the next attempt instead */
+	sqlite3_busy_timeout(store_db(st), LEDGER_BUSY_MS);
 	struct ledger *l = xcalloc(1, sizeof *l);
 	l->st = st;
 	return l;
@@ -30,6 +44,8 @@ void ledger_close(struct ledger *l)
 {
 	if (!l)
 		return;
+	l->retry_at_ms = 0; /* last chance: try now */
+	sqlite3_busy_timeout(store_db(l->st), LEDGER_EXIT_BUSY_MS);
 	if (ledger_flush(l) < 0)
 		log_msg("usage: %zu rows could not be written at exit", l->n);
 	store_close(l->st);
@@ -65,13 +81,20 @@ int ledger_flush(struct ledger *l)
 {
 	if (l->n == 0)
 		return 0;
+	if (l->failing && mono_ms() < l->retry_at_ms)
+		return -1;
 	if (store_append_usage(l->st, l->rows, l->n) < 0) {
 		if (!l->failing)
 			log_msg("usage: store write failed, %zu rows kept for retry: %s", l->n,
 				sqlite3_errmsg(store_db(l->st)));
 		l->failing = 1;
+		l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : LEDGER_RETRY_MIN_MS;
+		if (l->backoff_ms > LEDGER_RETRY_MAX_MS)
+			l->backoff_ms = LEDGER_RETRY_MAX_MS;
+		l->retry_at_ms = mono_ms() + l->backoff_ms;
 		return -1;
 	}
+	l->backoff_ms = 0;
 	if (l->failing)
 		log_msg("usage: store writable again");
 	l->failing = 0;

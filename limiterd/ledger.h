@@ -11,6 +11,10 @@
 
 #define LEDGER_BATCH 256           /* flush when this many rows wait */
 #define LEDGER_MAX_PENDING 100000  /* rows kept while the store fails; newer ones are dropped */
+#define LEDGER_BUSY_MS 10          /* wait for another writer, per attempt */
+#define LEDGER_EXIT_BUSY_MS 2000    /* at exit, a last longer wait */
+#define LEDGER_RETRY_MIN_MS 100     /* a failing store is retried after ... */
+#define LEDGER_RETRY_MAX_MS 5000    /* ... doubling up to this */
 
 struct ledger;
 

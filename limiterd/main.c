@@ -83,6 +83,14 @@ static void make_parent_dirs(const char *path)
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		fatal("cannot create %s: %s", dir, strerror(errno));
+	/* whoever can write the directory can put a fake limiterd (one that
+	 * allows everything) in front of the proxyds: only us, or root */
+	struct stat sb;
+	if (lstat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode))
+		fatal("%s is not a directory", dir);
+	if ((sb.st_uid != geteuid() && sb.st_uid != 0) || (sb.st_mode & 022))
+		fatal("the socket directory %s must be writable by limiterd's user only "
+		      "(owner uid %ld, mode %03o)", dir, (long)sb.st_uid, (unsigned)(sb.st_mode & 0777));
 }
 
 /* 1 when something answers a PING on endpoint within PROBE_TIMEOUT_MS. */
@@ -113,7 +121,7 @@ static int another_is_serving(void *ctx, const char *endpoint)
 static void take_lock(const char *path, const char *endpoint)
 {
 	char *lock = xasprintf("%s.lock", path);
-	int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		fatal("cannot open %s: %s", lock, strerror(errno));
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {

@@ -20,6 +20,7 @@
 						 * and prepared ahead of need */
 #define PROXYD_GRACE_MS 10000                 /* in-flight grace on SIGTERM */
 #define PROXYD_DEFAULT_LISTEN "127.0.0.1:8132"
+#define PROXYD_MAX_COMPLETION_ESTIMATE 10000000 /* cap on a client's max_tokens */
 #define PROXYD_DEFAULT_COMPLETION_ESTIMATE 512 /* tokens reserved when the
 						 * request sets no max_tokens */
 

@@ -158,6 +158,8 @@ static void respond_json(struct req_ctx *rc, int status, const char *body, size_
 {
 	struct buf h;
 	buf_init(&h);
+	if (rc->close_after)
+		rc->keep_alive = 0;
 	common_headers(rc, &h);
 	if (http_respond(rc->hc, status, "application/json", h.data, body, len, rc->keep_alive))
 		rc->keep_alive = 0;
@@ -320,23 +322,33 @@ static int client_gone(void *ctx)
 }
 
 /* Ends a started stream: an SSE error event when it failed, never a clean
- * [DONE] for a broken upstream. */
+ * [DONE] for a broken upstream.  A stream that ended properly ([DONE]
+ * seen) counts as complete whatever the connection did afterwards. */
 static void finish_stream(struct req_ctx *rc, const struct upstream_result *res)
 {
-	if (rc->client_gone)
-		return;
-	if (!rc->stream_failed && res->outcome == UP_OK) {
+	struct buf scratch;
+	if (!rc->client_gone && !rc->stream_failed && (res->outcome == UP_OK || rc->x->done)) {
 		sse_finish(&rc->sse, on_sse_event, rc);
 		if (!rc->stream_failed && rc->x->ad->stream_end(rc->x, &rc->out) < 0) {
 			proxy_error_set(&rc->serr, 502, "upstream_error", "upstream_stream_broken", NULL,
 					"the provider's stream ended before it was complete");
 			rc->stream_failed = 1;
 		}
-	} else if (!rc->stream_failed) {
-		proxy_error_set(&rc->serr, 502, "upstream_error", "upstream_stream_broken", NULL,
-				"the provider's stream broke off: %s", res->detail);
-		rc->stream_failed = 1;
+	} else {
+		/* let the adapter settle what it saw (its usage estimate for a
+		 * stream cut short); nothing of this reaches the client */
+		buf_init(&scratch);
+		rc->x->ad->stream_end(rc->x, &scratch);
+		buf_free(&scratch);
+		if (!rc->stream_failed && !rc->client_gone) {
+			log_msg("%s: upstream stream broke off: %s", rc->request_id, res->detail);
+			proxy_error_set(&rc->serr, 502, "upstream_error", "upstream_stream_broken", NULL,
+					"the provider's stream broke off before it was complete");
+			rc->stream_failed = 1;
+		}
 	}
+	if (rc->client_gone)
+		return;
 	if (rc->stream_failed) {
 		cJSON *o = error_json(&rc->serr);
 		sse_emit_json(&rc->out, o);
@@ -345,6 +357,14 @@ static void finish_stream(struct req_ctx *rc, const struct upstream_result *res)
 	}
 	if (flush_out(rc) == 0 && http_stream_end(rc->hc))
 		rc->client_gone = 1;
+}
+
+/* Frees an upstream header list, wiping it first: it carried the credential. */
+static void free_headers(struct curl_slist *h)
+{
+	for (struct curl_slist *p = h; p; p = p->next)
+		wipe(p->data, strlen(p->data));
+	curl_slist_free_all(h);
 }
 
 /* ---- routing ------------------------------------------------------------ */
@@ -380,7 +400,9 @@ static int64_t requested_completion(const cJSON *body, int64_t dflt)
 	if (!cJSON_IsNumber(m))
 		m = cJSON_GetObjectItemCaseSensitive(body, "max_tokens");
 	if (cJSON_IsNumber(m) && m->valuedouble > 0)
-		return (int64_t)m->valuedouble;
+		/* no model writes more; and keeps the conversion defined */
+		return m->valuedouble < PROXYD_MAX_COMPLETION_ESTIMATE ? (int64_t)m->valuedouble
+								       : PROXYD_MAX_COMPLETION_ESTIMATE;
 	return dflt;
 }
 
@@ -612,7 +634,7 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 				ad->free_state(&x);
 			buf_free(&ur.url);
 			buf_free(&ur.body);
-			curl_slist_free_all(ur.headers);
+			free_headers(ur.headers);
 			rc->status = berr.status;
 			settle(rc, reservation, r, 0);
 			if (berr.status >= 500 && i + 1 < keep) {
@@ -639,10 +661,7 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 		sse_init(&rc->sse, SSE_MAX_EVENT_BYTES);
 		buf_init(&rc->out);
 		upstream_perform(&ur, &uo, &io, &res);
-		/* the header list carried the credential */
-		for (struct curl_slist *h = ur.headers; h; h = h->next)
-			wipe(h->data, strlen(h->data));
-		curl_slist_free_all(ur.headers);
+		free_headers(ur.headers);
 		buf_free(&ur.url);
 		buf_free(&ur.body);
 
@@ -661,9 +680,9 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 			if (ad->response(&x, res.body.data, res.body.len, &outb, &uerr) == 0) {
 				respond_json(rc, 200, outb.data, outb.len);
 				done = 1;
-			} else {
-				retryable = 1;
 			}
+			/* else: the provider did the work; resending it elsewhere
+			 * would do (and bill) it twice */
 			buf_free(&outb);
 		} else if (res.outcome == UP_OK) {
 			ad->error(&x, res.status, res.body.data, res.body.len, &uerr);
@@ -671,13 +690,20 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 		} else if (res.outcome == UP_TIMEOUT) {
 			proxy_error_set(&uerr, 504, "upstream_error", "upstream_timeout", NULL,
 					"the provider behind '%.128s' did not answer in time", rc->alias);
-			retryable = 1;
+			retryable = !res.answered;
+		} else if (res.outcome == UP_BROKEN) {
+			proxy_error_set(&uerr, 502, "upstream_error", "upstream_broken", NULL,
+					"the provider's answer for '%.128s' broke off", rc->alias);
 		} else {
+			/* curl's reason names hosts and ports: the log gets it, the
+			 * client does not */
 			proxy_error_set(&uerr, 502, "upstream_error", "upstream_unreachable", NULL,
-					"the provider behind '%.128s' cannot be reached: %s", rc->alias,
-					res.detail);
+					"the provider behind '%.128s' cannot be reached", rc->alias);
 			retryable = 1;
 		}
+		if (res.outcome != UP_OK && res.outcome != UP_CLIENT_GONE && !done)
+			log_msg("%s: upstream %s via connection %s: %s", rc->request_id, r->provider,
+				r->conn_name, res.detail);
 		if (!done)
 			rc->status = uerr.status;
 
@@ -685,7 +711,9 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 		if (x.usage.have) {
 			rc->prompt_tokens = x.usage.prompt_tokens;
 			rc->completion_tokens = x.usage.completion_tokens;
-		} else if (done && rc->status < 300) {
+		} else if ((done && rc->status < 300) || rc->stream_started) {
+			/* no usage from the provider (or a stream cut short): what
+			 * the adapter estimated from what it relayed */
 			rc->prompt_tokens = x.usage.prompt_tokens ? x.usage.prompt_tokens : prompt_est;
 			rc->completion_tokens = x.usage.completion_tokens;
 		} else {
@@ -777,8 +805,21 @@ static enum route_kind match(const char *path, const char **want_method, const c
 	return R_NONE;
 }
 
+/* A client-chosen string made safe for one log line. */
+static void log_safe(char *dst, size_t cap, const char *src)
+{
+	size_t i = 0;
+	for (; src && src[i] && i + 1 < cap; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[i] = c < 0x20 || c == 0x7f || c == ' ' ? '?' : (char)c;
+	}
+	dst[i] = 0;
+}
+
 static void log_request(struct req_ctx *rc)
 {
+	char alias[96];
+	log_safe(alias, sizeof alias, rc->alias ? rc->alias : "-");
 	char ts[32];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -787,7 +828,7 @@ static void log_request(struct req_ctx *rc)
 	log_msg("%s %s %s %s vkey=%s alias=%s provider=%s status=%d latency_ms=%lld "
 		"prompt_tokens=%lld completion_tokens=%lld attempts=%d",
 		ts, rc->request_id, rc->req->method, rc->req->path, rc->authed ? rc->vk.id : "-",
-		rc->alias ? rc->alias : "-", rc->provider[0] ? rc->provider : "-", rc->status,
+		alias, rc->provider[0] ? rc->provider : "-", rc->status,
 		(long long)(mono_ms() - rc->t0), (long long)rc->prompt_tokens,
 		(long long)rc->completion_tokens, rc->attempts);
 }

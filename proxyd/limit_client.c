@@ -192,6 +192,8 @@ fail:
 	return -1;
 }
 
+static int64_t clamp_count(int64_t v) { return v < 0 ? 0 : v > LP_MAX_COUNT ? LP_MAX_COUNT : v; }
+
 int limiter_reserve(struct limiter *l, const struct limit_reserve_req *req, struct limit_answer *ans)
 {
 	struct lp_msg m, a;
@@ -202,7 +204,7 @@ int limiter_reserve(struct limiter *l, const struct limit_reserve_req *req, stru
 	if (req->nspecs < 0 || req->nspecs > LIMIT_MAX_SPECS)
 		return -1;
 	m.u.reserve.nspecs = req->nspecs;
-	m.u.reserve.est_tokens = req->est_tokens < 0 ? 0 : req->est_tokens;
+	m.u.reserve.est_tokens = clamp_count(req->est_tokens);
 	for (int i = 0; i < req->nspecs; i++) {
 		const struct limit_spec *s = &req->specs[i];
 		struct lp_spec *d = &m.u.reserve.specs[i];
@@ -243,7 +245,6 @@ static void copy_label(char *dst, size_t cap, const char *src)
 			*p = '?';
 }
 
-static int64_t clamp_count(int64_t v) { return v < 0 ? 0 : v > LP_MAX_COUNT ? LP_MAX_COUNT : v; }
 
 int limiter_settle(struct limiter *l, const struct limit_settle_req *req)
 {

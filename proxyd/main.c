@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,14 +51,21 @@ static void on_stop(int sig)
 	g_stop = 1;
 }
 
-/* A connection process told to stop: at once when idle between requests,
- * else after the request in flight. */
+/* The client connection of this process, once it has one. */
+static volatile int g_client_fd = -1;
+
+/* A connection process told to stop.  Without a client yet (a spare): at
+ * once.  Idle between requests: the read side is shut, so the request
+ * loop ends the normal way (the limiter hears the connection closed).
+ * Busy: after the request in flight. */
 static void on_child_stop(int sig)
 {
 	(void)sig;
-	if (!handler_busy)
-		_exit(0);
 	g_stop = 1;
+	if (g_client_fd < 0)
+		_exit(0);
+	if (!handler_busy && shutdown(g_client_fd, SHUT_RD) < 0)
+		_exit(0); /* not a socket (inetd pipes): nothing to finish */
 }
 
 static void usage(FILE *f)
@@ -196,7 +204,9 @@ static void prepare_conn(const struct proxyd_config *cfg, struct conn_env *env)
 	struct sigaction sa = {.sa_handler = on_child_stop};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGINT, SIG_DFL);
+	/* a terminal's Ctrl-C reaches the whole process group; the listener
+	 * turns it into the graceful SIGTERM */
+	signal(SIGINT, SIG_IGN);
 
 	env->st = store_open(cfg->db_path, STORE_RO, err, sizeof err);
 	if (!env->st)
@@ -228,6 +238,7 @@ static void sandbox(const struct proxyd_config *cfg)
 static _Noreturn void serve_conn(const struct proxyd_config *cfg, struct conn_env *env, int rfd,
 				 int wfd)
 {
+	g_client_fd = rfd;
 	handler_serve(cfg, env->st, env->lim, rfd, wfd, &g_stop);
 	limiter_close(env->lim);
 	store_close(env->st);
@@ -309,9 +320,10 @@ static void reap(void)
 		struct kid *k = kid_find(p);
 		if (k) {
 			if (k->spare) {
-				/* it never got a connection: do not re-fork in a loop */
 				nspare--;
-				if (!g_stop)
+				/* it failed before it got a connection: do not
+				 * re-fork in a tight loop */
+				if (!g_stop && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
 					next_spare_ms = mono_ms() + 1000;
 			}
 			*k = kids[--nkids];
@@ -377,41 +389,96 @@ static _Noreturn void exec_conn(char **argv, int fd)
 	_exit(127);
 }
 
-/* fork mode: keeps cfg->spares prepared processes waiting in accept(),
- * within the cap of cfg->max_conns processes in all. */
-static void fork_loop(const struct proxyd_config *cfg, int lfd)
+/* Marks the spares whose pids arrived on the notify pipe as busy. */
+static void drain_notify(int fd)
 {
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		fatal("pipe: %s", strerror(errno));
-	while (!g_stop) {
-		reap();
-		while (nspare < cfg->spares && nkids < cfg->max_conns && mono_ms() >= next_spare_ms &&
-		       !g_stop) {
-			pid_t pid = fork();
-			if (pid < 0) {
-				log_msg("fork: %s", strerror(errno));
-				next_spare_ms = mono_ms() + 100;
-				break;
-			}
-			if (pid == 0) {
-				close(pfd[0]);
-				run_spare(cfg, lfd, pfd[1]);
-			}
-			kid_add(pid, 1);
-		}
-		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		pid_t taken[64];
-		ssize_t n = read(pfd[0], taken, sizeof taken);
-		for (ssize_t i = 0; i + (ssize_t)sizeof(pid_t) <= n; i += (ssize_t)sizeof(pid_t)) {
-			struct kid *k = kid_find(taken[i / (ssize_t)sizeof(pid_t)]);
+	pid_t taken[64];
+	ssize_t n;
+	while ((n = read(fd, taken, sizeof taken)) > 0) {
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(pid_t); i++) {
+			struct kid *k = kid_find(taken[i]);
 			if (k && k->spare) {
 				k->spare = 0;
 				nspare--;
 			}
 		}
+	}
+}
+
+static int read_keys(struct proxyd_config *cfg, unsigned char master[MASTER_KEY_BYTES],
+		     unsigned char hkey[32], char *err, size_t errlen);
+
+/* rotate-master-key replaces the key file: take the new key (once it
+ * matches the store) and replace the spares prepared with the old one. */
+static void follow_master_key(struct proxyd_config *cfg, struct stat *seen)
+{
+	struct stat sb;
+	char err[256];
+	if (stat(cfg->master_key_path, &sb) < 0 ||
+	    (sb.st_ino == seen->st_ino && sb.st_mtim.tv_sec == seen->st_mtim.tv_sec &&
+	     sb.st_mtim.tv_nsec == seen->st_mtim.tv_nsec))
+		return;
+	unsigned char master[MASTER_KEY_BYTES], hkey[32];
+	if (read_keys(cfg, master, hkey, err, sizeof err) < 0) {
+		log_msg("master key file changed but is not usable yet: %s", err);
+		*seen = sb; /* say it once; the next change is tried again */
+		return;
+	}
+	memcpy(cfg->master, master, sizeof master);
+	memcpy(cfg->vkey_hkey, hkey, sizeof hkey);
+	wipe(master, sizeof master);
+	wipe(hkey, sizeof hkey);
+	*seen = sb;
+	log_msg("master key changed: using the new key for new connections");
+	for (int i = 0; i < nkids; i++)
+		if (kids[i].spare)
+			kill(kids[i].pid, SIGTERM); /* no client yet: they just exit */
+}
+
+/* fork mode: keeps cfg->spares prepared processes waiting in accept(),
+ * within the cap of cfg->max_conns processes in all. */
+static void fork_loop(struct proxyd_config *cfg, int lfd)
+{
+	int pfd[2];
+	struct stat seen;
+	if (pipe2(pfd, O_CLOEXEC) < 0 || fcntl(pfd[0], F_SETFL, O_NONBLOCK) < 0)
+		fatal("pipe: %s", strerror(errno));
+	if (stat(cfg->master_key_path, &seen) < 0)
+		memset(&seen, 0, sizeof seen);
+	sigset_t stops, old;
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	while (!g_stop) {
+		drain_notify(pfd[0]); /* before reap: a quick child may be gone already */
+		reap();
+		follow_master_key(cfg, &seen);
+		while (nspare < cfg->spares && nkids < cfg->max_conns && mono_ms() >= next_spare_ms &&
+		       !g_stop) {
+			/* a stop signal must not land between fork and the
+			 * child's own handlers */
+			sigprocmask(SIG_BLOCK, &stops, &old);
+			pid_t pid = fork();
+			if (pid == 0) {
+				g_stop = 0;
+				close(pfd[0]);
+				struct sigaction sa = {.sa_handler = on_child_stop};
+				sigemptyset(&sa.sa_mask);
+				sigaction(SIGTERM, &sa, NULL);
+				signal(SIGINT, SIG_IGN);
+				sigprocmask(SIG_SETMASK, &old, NULL);
+				run_spare(cfg, lfd, pfd[1]);
+			}
+			sigprocmask(SIG_SETMASK, &old, NULL);
+			if (pid < 0) {
+				log_msg("fork: %s", strerror(errno));
+				next_spare_ms = mono_ms() + 100;
+				break;
+			}
+			kid_add(pid, 1);
+		}
+		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+		poll(&p, 1, 100);
 	}
 	close(pfd[0]);
 	close(pfd[1]);
@@ -452,7 +519,7 @@ static void exec_loop(const struct proxyd_config *cfg, int lfd, char **argv)
 }
 
 /* The built-in listener: one proxyd process per connection. */
-static _Noreturn void run_listener(const struct proxyd_config *cfg, char **argv)
+static _Noreturn void run_listener(struct proxyd_config *cfg, char **argv)
 {
 	int lfd = listen_on(cfg->listen);
 	kids = xcalloc((size_t)cfg->max_conns + 1, sizeof *kids);
@@ -481,6 +548,32 @@ static _Noreturn void run_listener(const struct proxyd_config *cfg, char **argv)
 		signal_kids(SIGKILL);
 	}
 	exit(0);
+}
+
+/* Reads the master key file, checks it against the store and loads the
+ * virtual-key hashing key.  0 ok, -1 with err filled. */
+static int read_keys(struct proxyd_config *cfg, unsigned char master[MASTER_KEY_BYTES],
+		     unsigned char hkey[32], char *err, size_t errlen)
+{
+	int rc = -1;
+	if (vault_read_master_key(cfg->master_key_path, master, err, errlen) < 0)
+		return -1;
+	struct store *st = store_open(cfg->db_path, STORE_RO, err, errlen);
+	if (!st)
+		goto out;
+	int r = vault_check_master(st, master, 0);
+	if (r == -1)
+		snprintf(err, errlen, "the master key %s does not match the database %s",
+			 cfg->master_key_path, cfg->db_path);
+	else if (r < 0)
+		snprintf(err, errlen, "cannot check the master key against %s", cfg->db_path);
+	else if (vault_vkey_hash_key(st, master, 0, hkey, err, errlen) == 0)
+		rc = 0;
+	store_close(st);
+out:
+	if (rc < 0)
+		wipe(master, MASTER_KEY_BYTES);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -512,21 +605,8 @@ int main(int argc, char **argv)
 		fatal("%s", err);
 	cfg.db_path = xstrdup(p.db);
 	cfg.master_key_path = xstrdup(p.master_key);
-	if (vault_read_master_key(p.master_key, cfg.master, err, sizeof err) < 0)
+	if (read_keys(&cfg, cfg.master, cfg.vkey_hkey, err, sizeof err) < 0)
 		fatal("%s", err);
-
-	/* the vkey hashing key and the master check need the store once */
-	struct store *st = store_open(p.db, STORE_RO, err, sizeof err);
-	if (!st)
-		fatal("%s", err);
-	int r = vault_check_master(st, cfg.master, 0);
-	if (r == -1)
-		fatal("the master key %s does not match the database %s", p.master_key, p.db);
-	if (r < 0)
-		fatal("cannot check the master key against %s", p.db);
-	if (vault_vkey_hash_key(st, cfg.master, 0, cfg.vkey_hkey, err, sizeof err) < 0)
-		fatal("%s", err);
-	store_close(st);
 
 	if (cfg.user && privdrop_lookup(cfg.user, &cfg.uid, &cfg.gid) < 0)
 		fatal("unknown user %s", cfg.user);

@@ -196,6 +196,7 @@ void upstream_perform(const struct upstream_req *req, const struct upstream_opts
 		set_failure(res, UP_UNREACHABLE, errbuf[0] ? errbuf : curl_easy_strerror(cc));
 	}
 out:
+	res->answered = x.got_head;
 	curl_multi_remove_handle(multi, easy);
 	/* the header list may hold the credential; curl copies nothing we keep */
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);

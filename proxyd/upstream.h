@@ -37,6 +37,7 @@ struct upstream_result {
 	enum upstream_outcome outcome;
 	long status;
 	int streamed;           /* on_stream received the body */
+	int answered;           /* an answer head arrived (the provider saw it) */
 	struct buf body;        /* the body when not streamed (bounded) */
 	char retry_after[32];   /* upstream Retry-After, if any */
 	char detail[256];       /* curl's reason for failures, no secrets */

@@ -168,17 +168,26 @@ out:
 }
 
 /* Only https, or plain http to a loopback test server: the assertion is a
- * bearer credential for an hour and must not cross a network in clear. */
+ * bearer credential for an hour and must not cross a network in clear.
+ * The URL is parsed, as curl will read it (no prefix tricks with userinfo). */
 static int token_uri_ok(const char *u)
 {
-	if (strncmp(u, "https://", 8) == 0)
-		return 1;
-	static const char *const loop[] = {"http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:",
-					   "http://localhost/", "http://[::1]:", "http://[::1]/", NULL};
-	for (int i = 0; loop[i]; i++)
-		if (strncmp(u, loop[i], strlen(loop[i])) == 0)
-			return 1;
-	return 0;
+	CURLU *h = curl_url();
+	char *scheme = NULL, *host = NULL;
+	int ok = 0;
+	if (h && curl_url_set(h, CURLUPART_URL, u, 0) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+		if (strcmp(scheme, "https") == 0)
+			ok = 1;
+		else if (strcmp(scheme, "http") == 0)
+			ok = strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
+			     strcmp(host, "[::1]") == 0;
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(h);
+	return ok;
 }
 
 static size_t collect(char *p, size_t size, size_t n, void *ud)

@@ -44,14 +44,22 @@ int oai_prepare_body(struct xlate *x, cJSON *body, const char *remote, int allow
 	return 0;
 }
 
+/* An upstream's token count, bounded so that the conversion is defined. */
+static int64_t token_count(const cJSON *n)
+{
+	if (!cJSON_IsNumber(n) || !(n->valuedouble > 0))
+		return 0;
+	return n->valuedouble < 1e15 ? (int64_t)n->valuedouble : (int64_t)1e15;
+}
+
 static void take_usage(struct xlate *x, const cJSON *usage)
 {
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
 	if (!cJSON_IsNumber(p))
 		return;
-	x->usage.prompt_tokens = (int64_t)p->valuedouble;
-	x->usage.completion_tokens = cJSON_IsNumber(c) ? (int64_t)c->valuedouble : 0;
+	x->usage.prompt_tokens = token_count(p);
+	x->usage.completion_tokens = token_count(c);
 	x->usage.have = 1;
 }
 
