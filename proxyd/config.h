@@ -16,6 +16,10 @@
 #define PROXYD_MAX_ATTEMPTS 3                 /* upstreams tried per request */
 #define PROXYD_MAX_UPSTREAM_BODY (64 * 1024 * 1024)
 #define PROXYD_MAX_CONNS 512
+#define PROXYD_LINGER_MS 500                  /* reading after we close ... */
+#define PROXYD_LINGER_MAX_BYTES (1024 * 1024) /* ... at most this much */
+#define PROXYD_DRAIN_MAX_BYTES 65536          /* body read before an early
+						 * refusal, to keep the connection */
 #define PROXYD_SPARES 4                       /* connection processes forked
 						 * and prepared ahead of need */
 #define PROXYD_GRACE_MS 10000                 /* in-flight grace on SIGTERM */

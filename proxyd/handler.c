@@ -6,10 +6,12 @@
 #include "handler.h"
 
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "adapter.h"
@@ -184,14 +186,34 @@ static const char *presented_key(const struct http_request *req)
 	return a && *a ? a : NULL;
 }
 
+/* Before an early refusal (unknown route, wrong method, bad key): reads a
+ * small body the client already sent, so the connection stays usable and
+ * closing it does not reset the answer away.  A client waiting for
+ * 100-continue has sent nothing; large or chunked bodies close instead. */
+static void drain_small_body(struct req_ctx *rc)
+{
+	const struct http_request *req = rc->req;
+	if (!rc->close_after || req->expect_continue || req->chunked ||
+	    req->content_length < 0 || req->content_length > PROXYD_DRAIN_MAX_BYTES)
+		return;
+	if (http_read_body(rc->hc, rc->req) == HTTP_OK)
+		rc->close_after = 0;
+}
+
+/* The 401 for a missing or bad key. */
+static void auth_fail(struct req_ctx *rc, const char *msg)
+{
+	drain_small_body(rc);
+	fail(rc, 401, "invalid_request_error", "invalid_api_key", NULL, "%s", msg);
+}
+
 /* 0 when the key is valid; otherwise the 401 has been sent. */
 static int authenticate(struct req_ctx *rc)
 {
 	const char *key = presented_key(rc->req);
 	if (!key) {
-		fail(rc, 401, "invalid_request_error", "invalid_api_key", NULL,
-		     "You didn't provide an API key. Send your virtual key as "
-		     "'Authorization: Bearer <key>'.");
+		auth_fail(rc, "You didn't provide an API key. Send your virtual key as "
+			      "'Authorization: Bearer <key>'.");
 		return -1;
 	}
 	unsigned char hash[32];
@@ -202,18 +224,15 @@ static int authenticate(struct req_ctx *rc)
 		return -1;
 	}
 	if (r == 1) {
-		fail(rc, 401, "invalid_request_error", "invalid_api_key", NULL,
-		     "Incorrect API key provided. Use a virtual key issued by this proxy.");
+		auth_fail(rc, "Incorrect API key provided. Use a virtual key issued by this proxy.");
 		return -1;
 	}
 	if (rc->vk.disabled) {
-		fail(rc, 401, "invalid_request_error", "invalid_api_key", NULL,
-		     "This virtual key has been revoked.");
+		auth_fail(rc, "This virtual key has been revoked.");
 		return -1;
 	}
 	if (rc->vk.expires_at && wall_s() >= rc->vk.expires_at) {
-		fail(rc, 401, "invalid_request_error", "invalid_api_key", NULL,
-		     "This virtual key has expired.");
+		auth_fail(rc, "This virtual key has expired.");
 		return -1;
 	}
 	rc->authed = 1;
@@ -854,11 +873,13 @@ static int handle_request(const struct proxyd_config *cfg, struct store *st, str
 	rc.close_after = has_body(req);
 
 	if (k == R_NONE) {
+		drain_small_body(&rc);
 		fail(&rc, 404, "invalid_request_error", "unknown_url", NULL,
 		     "Unknown request URL: %s %.200s.", req->method, req->path);
 		goto done;
 	}
 	if (strcmp(req->method, want) != 0) {
+		drain_small_body(&rc);
 		char allow[64];
 		snprintf(allow, sizeof allow, "Allow: %s\r\n", want);
 		struct proxy_error e = {.status = 405, .type = "invalid_request_error",
@@ -953,9 +974,33 @@ static void reject_head(struct http_conn *hc, int status)
 	log_msg("rejected a request head: %d %s", status, e.code);
 }
 
+/* We end the connection while the client may still be sending (a refused
+ * head, an unread body): closing with unread input makes the kernel answer
+ * with a reset that can destroy the response still in flight.  Say we are
+ * done writing, then read what still comes, briefly and boundedly. */
+static void linger_close(int rfd, int wfd)
+{
+	char junk[4096];
+	size_t total = 0;
+	if (shutdown(wfd, SHUT_WR) < 0)
+		return; /* not a socket */
+	int64_t end = mono_ms() + PROXYD_LINGER_MS;
+	while (total < PROXYD_LINGER_MAX_BYTES) {
+		int64_t left = end - mono_ms();
+		struct pollfd p = {.fd = rfd, .events = POLLIN};
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			break;
+		ssize_t n = read(rfd, junk, sizeof junk);
+		if (n <= 0)
+			break;
+		total += (size_t)n;
+	}
+}
+
 int handler_serve(const struct proxyd_config *cfg, struct store *st, struct limiter *lim, int rfd,
 		  int wfd, volatile sig_atomic_t *stop)
 {
+	int we_close = 0;
 	struct http_conn *hc = http_conn_new(rfd, wfd, &cfg->http);
 	if (lim)
 		limiter_conn_event(lim, +1);
@@ -970,15 +1015,20 @@ int handler_serve(const struct proxyd_config *cfg, struct store *st, struct limi
 		if (r != HTTP_OK) {
 			reject_head(hc, r);
 			http_request_free(&req);
+			we_close = 1;
 			break;
 		}
 		handler_busy = 1;
 		int more = handle_request(cfg, st, hc, lim, &req);
 		handler_busy = 0;
 		http_request_free(&req);
-		if (!more || (cfg->http.max_requests && n + 1 >= cfg->http.max_requests))
+		if (!more || (cfg->http.max_requests && n + 1 >= cfg->http.max_requests)) {
+			we_close = 1;
 			break;
+		}
 	}
+	if (we_close)
+		linger_close(rfd, wfd);
 	if (lim)
 		limiter_conn_event(lim, -1);
 	http_conn_free(hc);

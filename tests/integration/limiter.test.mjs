@@ -65,6 +65,7 @@ before(async () => {
 	await home.assign({ vkey: vk1.id, model: m, alias: 'tpm', tpm: 100 });
 	await home.assign({ vkey: vk1.id, model: m, alias: 'acct' });
 	await home.assign({ vkey: vk1.id, model: m, alias: 'restart' });
+	await home.assign({ vkey: vk1.id, model: m, alias: 'broken' });
 	await home.assign({ vkey: vk1.id, model: ms, alias: 'shared' });
 	await home.assign({ vkey: vk2.id, model: ms, alias: 'shared' });
 	await startLimiterd();
@@ -195,6 +196,19 @@ test('usage rows and /metrics match the upstream-reported usage exactly, streame
 	assert.match(m, /^llmproxy_reservations_open \d+$/m);
 	// the 429s of the tests before were counted as denials
 	assert.ok(sample(m, 'llmproxy_rate_limited_total', 'alias="shared",type="requests"') >= 2, m);
+});
+
+test('a stream broken upstream is charged what it relayed (no usage chunk ever came)', { timeout: 30000 }, async () => {
+	const r = await chat(VK1, 'broken', 'a b c d e f g h __fake:drop_mid_stream', { stream: true });
+	assert.equal(r.status, 200);
+	assert.ok(!r.text.includes('[DONE]'));
+	const relayed = L.parseSSE(r.text).filter((d) => !d.includes('"error"'))
+		.map((d) => JSON.parse(d)).flatMap((c) => c.choices.map((ch) => (ch.delta && ch.delta.content) || '')).join('');
+	assert.ok(relayed.length > 0, 'some content was relayed before the break');
+	const rows = await ledger('broken', 1);
+	assert.equal(rows[0].requests, 1);
+	assert.ok(rows[0].prompt_tokens > 0, `prompt charged (${rows[0].prompt_tokens})`);
+	assert.ok(rows[0].completion_tokens > 0, `completion charged from what was relayed (${rows[0].completion_tokens})`);
 });
 
 test('--tpm 100: once the minute\'s tokens are used, 429 "tokens"; the ledger matches the upstream', { timeout: 30000 }, async () => {
