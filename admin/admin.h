@@ -98,6 +98,9 @@ int parse_rate(const char *flag, const char *s, double *out);
  * 15m, 24h, 7d) from now; a past time is refused.  With allow_never,
  * "never" gives 0.  Output in unix seconds. */
 int parse_expires(const char *s, int allow_never, int64_t now, int64_t *out);
+/* RFC 3339 date-time (fraction and offset allowed) to unix seconds;
+ * 0 ok, -1 malformed or impossible (2026-02-30). */
+int parse_rfc3339(const char *s, int64_t *out);
 /* http(s)://host[:port][/path]; stores a malloc'd copy without trailing
  * slashes in *out. */
 int check_endpoint(const char *s, char **out);

@@ -316,8 +316,7 @@ static int digits(const char *s, int n, int *out)
 	return 0;
 }
 
-/* RFC 3339 date-time -> unix seconds; -1 when malformed. */
-static int parse_rfc3339(const char *s, int64_t *out)
+int parse_rfc3339(const char *s, int64_t *out)
 {
 	int Y, M, D, h, m, sec, oh = 0, om = 0;
 	struct tm tm;

@@ -30,61 +30,6 @@ static const char usage_help[] =
 	"  --json          a JSON array of {vkey_id, vkey, alias, requests, errors,\n"
 	"                  prompt_tokens, completion_tokens}\n";
 
-static int two_digits(const char *s, int *out)
-{
-	if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
-		return -1;
-	*out = (s[0] - '0') * 10 + (s[1] - '0');
-	return 0;
-}
-
-/* RFC 3339 date-time to unix milliseconds; -1 when malformed. */
-static int parse_rfc3339_ms(const char *s, int64_t *out)
-{
-	int c1, c2, M, D, h, m, sec, oh = 0, om = 0, sign = 0;
-	int64_t frac_ms = 0;
-	if (strlen(s) < 20 || two_digits(s, &c1) || two_digits(s + 2, &c2) || s[4] != '-' ||
-	    two_digits(s + 5, &M) || s[7] != '-' || two_digits(s + 8, &D) ||
-	    (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || two_digits(s + 11, &h) ||
-	    s[13] != ':' || two_digits(s + 14, &m) || s[16] != ':' || two_digits(s + 17, &sec))
-		return -1;
-	const char *p = s + 19;
-	if (*p == '.') {
-		int digits = 0;
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-			if (digits < 3)
-				frac_ms = frac_ms * 10 + (*p - '0');
-		if (digits == 0)
-			return -1;
-		for (; digits < 3; digits++)
-			frac_ms *= 10;
-	}
-	if ((*p == 'Z' || *p == 'z') && !p[1]) {
-		sign = 0;
-	} else if ((*p == '+' || *p == '-') && strlen(p) == 6 && !two_digits(p + 1, &oh) &&
-		   p[3] == ':' && !two_digits(p + 4, &om) && oh < 24 && om < 60) {
-		sign = *p == '+' ? 1 : -1;
-	} else {
-		return -1;
-	}
-	int Y = c1 * 100 + c2;
-	if (Y < 1970 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
-		return -1;
-	struct tm tm;
-	memset(&tm, 0, sizeof tm);
-	tm.tm_year = Y - 1900;
-	tm.tm_mon = M - 1;
-	tm.tm_mday = D;
-	tm.tm_hour = h;
-	tm.tm_min = m;
-	tm.tm_sec = sec == 60 ? 59 : sec;
-	time_t t = timegm(&tm);
-	if (t == (time_t)-1 || tm.tm_mday != D || tm.tm_mon != M - 1)
-		return -1; /* e.g. 2026-02-30, which timegm moves to March */
-	*out = ((int64_t)t - sign * (oh * 3600 + om * 60)) * 1000 + frac_ms;
-	return 0;
-}
-
 /* --since: RFC 3339, or a duration back from now_ms.  0 ok, -1 bad. */
 static int parse_since(const char *s, int64_t now_ms, int64_t *out)
 {
@@ -104,7 +49,11 @@ static int parse_since(const char *s, int64_t now_ms, int64_t *out)
 		*out = now_ms - v * unit * 1000;
 		return 0;
 	}
-	return parse_rfc3339_ms(s, out);
+	int64_t t;
+	if (parse_rfc3339(s, &t) < 0)
+		return -1;
+	*out = t * 1000;
+	return 0;
 }
 
 /* Finds the virtual key named or numbered arg; a key removed since still

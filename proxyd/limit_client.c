@@ -137,21 +137,27 @@ static int collect_pending(struct limiter *l, int64_t deadline)
 	return -1;
 }
 
-/* Sends m without waiting for the answer (of type want). */
-static int send_async(struct limiter *l, const struct lp_msg *m, int want)
+/* Encodes and sends m once any owed answer is in.  0 sent; -1 failed (the
+ * socket is dropped when it was the send that failed). */
+static int send_msg(struct limiter *l, const struct lp_msg *m, int64_t deadline)
 {
-	int64_t deadline = mono_ms() + l->timeout_ms;
 	collect_pending(l, deadline);
 	buf_reset(&l->tx);
-	if (lp_encode(m, &l->tx) < 0)
-		return -1;
-	if (ensure_socket(l) < 0)
+	if (lp_encode(m, &l->tx) < 0 || ensure_socket(l) < 0)
 		return -1;
 	if (!wait_for(l, ZMQ_POLLOUT, deadline) ||
 	    zmq_send(l->sock, l->tx.data, l->tx.len, ZMQ_DONTWAIT) < 0) {
 		drop_socket(l);
 		return -1;
 	}
+	return 0;
+}
+
+/* Sends m without waiting for the answer (of type want). */
+static int send_async(struct limiter *l, const struct lp_msg *m, int want)
+{
+	if (send_msg(l, m, mono_ms() + l->timeout_ms) < 0)
+		return -1;
 	l->pending = want;
 	return 0;
 }
@@ -163,15 +169,8 @@ static int call(struct limiter *l, const struct lp_msg *m, int want, struct lp_m
 		zmq_msg_t *keep)
 {
 	int64_t deadline = mono_ms() + l->timeout_ms;
-	collect_pending(l, deadline);
-	buf_reset(&l->tx);
-	if (lp_encode(m, &l->tx) < 0)
+	if (send_msg(l, m, deadline) < 0)
 		return -1;
-	if (ensure_socket(l) < 0)
-		return -1;
-	if (!wait_for(l, ZMQ_POLLOUT, deadline) ||
-	    zmq_send(l->sock, l->tx.data, l->tx.len, ZMQ_DONTWAIT) < 0)
-		goto fail;
 	if (!wait_for(l, ZMQ_POLLIN, deadline))
 		goto fail;
 	zmq_msg_init(keep);
