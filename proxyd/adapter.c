@@ -155,3 +155,12 @@ void scrub_secrets(char *s)
 		}
 	}
 }
+
+void scrub_exact(char *s, const char *secret)
+{
+	size_t n = secret ? strlen(secret) : 0;
+	if (!s || n < 8)
+		return;
+	for (char *p = strstr(s, secret); p; p = strstr(p + n, secret))
+		memset(p, '*', n);
+}

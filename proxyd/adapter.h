@@ -115,5 +115,7 @@ int64_t estimate_tokens_json(const cJSON *v);
 /* Masks anything in s that looks like a credential (sk-..., AIza..., AQ...,
  * ya29..., vk-..., Bearer tokens, long base64 runs) in place. */
 void scrub_secrets(char *s);
+/* Overwrites every occurrence of secret (when 8 bytes or longer) in s. */
+void scrub_exact(char *s, const char *secret);
 
 #endif

@@ -309,5 +309,16 @@ int main(void)
 		CHECK(strstr(g, "a0AfB") == NULL);
 		CHECK(strstr(g, "front-1234") == NULL);
 	}
+	T_BEGIN("scrub-1.2 the exact credential is struck wherever it appears");
+	{
+		char m[] = "{\"error\":{\"message\":\"key q7Zk2-custom-secret-9 is not valid; q7Zk2-custom-secret-9\"}}";
+		scrub_exact(m, "q7Zk2-custom-secret-9");
+		CHECK(strstr(m, "q7Zk2") == NULL);
+		CHECK(strstr(m, "is not valid") != NULL);
+		char short_one[] = "abc abc";
+		scrub_exact(short_one, "abc"); /* too short to be a credential: left */
+		CHECK_STR(short_one, "abc abc");
+		scrub_exact(NULL, "whatever-secret");
+	}
 	return T_END();
 }
