@@ -172,3 +172,29 @@ test('SIGTERM to serve stops it and every connection process (slow)', { timeout:
 	await p2.stop();
 	await proxy.assertHealthy('another instance stopping');
 });
+
+test('--max-conns caps connection processes: a connection over the cap waits, then is served', { timeout: 30000 }, async () => {
+	const capped = await L.startProxy(home, { args: ['--max-conns', '2', '--spares', '1'] });
+	const a = await L.RawConn.open(capped.port);
+	const b = await L.RawConn.open(capped.port);
+	let c;
+	try {
+		assert.equal((await a.request(models())).status, 200);
+		assert.equal((await b.request(models())).status, 200);
+		// both processes are taken and held open: the third must wait
+		c = await L.RawConn.open(capped.port);
+		await c.write(models());
+		const early = await c.waitFor((t) => t.startsWith('HTTP/1.1'), 1500);
+		assert.ok(!early, 'no answer while the cap is reached');
+		assert.ok(!c.closed, 'the waiting connection is not refused');
+		a.destroy(); // frees one process
+		const r = await c.readResponse({ timeoutMs: 10000 });
+		assert.equal(r.status, 200, 'served once a process is free');
+		assert.notEqual(pidOf(r), pidOf(await b.request(models())));
+	} finally {
+		a.destroy();
+		b.destroy();
+		if (c) c.destroy();
+		await capped.stop();
+	}
+});
