@@ -490,6 +490,73 @@ static void respond_rate_limited(struct req_ctx *rc, const struct limit_answer *
 	respond_error(rc, &e, extra);
 }
 
+/* Turns one upstream exchange into the client's answer.  Returns 1 when
+ * the client has been answered (or is gone); 0 with uerr filled and
+ * *retryable set when the request failed before the provider did any
+ * work, so another route may take it. */
+static int answer(struct req_ctx *rc, const struct route *r, struct xlate *x,
+		  struct upstream_result *res, struct proxy_error *uerr, int *retryable)
+{
+	int done = 0;
+	*retryable = 0;
+	if (res->streamed || rc->stream_started) {
+		finish_stream(rc, res);
+		done = 1;
+	} else if (res->outcome == UP_CLIENT_GONE) {
+		rc->client_gone = 1;
+		rc->status = 499;
+		done = 1;
+	} else if (res->outcome == UP_OK && res->status >= 200 && res->status < 300) {
+		struct buf outb;
+		buf_init(&outb);
+		if (x->ad->response(x, res->body.data, res->body.len, &outb, uerr) == 0) {
+			respond_json(rc, 200, outb.data, outb.len);
+			done = 1;
+		}
+		/* else: the provider did the work; resending it elsewhere would
+		 * do (and bill) it twice */
+		buf_free(&outb);
+	} else if (res->outcome == UP_OK) {
+		x->ad->error(x, res->status, res->body.data, res->body.len, uerr);
+		*retryable = res->status == 429 || res->status >= 500;
+	} else if (res->outcome == UP_TIMEOUT) {
+		proxy_error_set(uerr, 504, "upstream_error", "upstream_timeout", NULL,
+				"the provider behind '%.128s' did not answer in time", rc->alias);
+		*retryable = !res->answered;
+	} else if (res->outcome == UP_BROKEN) {
+		proxy_error_set(uerr, 502, "upstream_error", "upstream_broken", NULL,
+				"the provider's answer for '%.128s' broke off", rc->alias);
+	} else {
+		/* curl's reason names hosts and ports: the log gets it, the
+		 * client does not */
+		proxy_error_set(uerr, 502, "upstream_error", "upstream_unreachable", NULL,
+				"the provider behind '%.128s' cannot be reached", rc->alias);
+		*retryable = 1;
+	}
+	if (res->outcome != UP_OK && res->outcome != UP_CLIENT_GONE && !done)
+		log_msg("%s: upstream %s via connection %s: %s", rc->request_id, r->provider,
+			r->conn_name, res->detail);
+	if (!done)
+		rc->status = uerr->status;
+	return done;
+}
+
+/* The tokens this attempt is charged, for the ledger and the token bucket:
+ * the provider's usage, else (an answer without usage, a stream cut short)
+ * the adapter's estimate of what it relayed, else nothing. */
+static void account_usage(struct req_ctx *rc, const struct xlate *x, int done, int64_t prompt_est)
+{
+	if (x->usage.have) {
+		rc->prompt_tokens = x->usage.prompt_tokens;
+		rc->completion_tokens = x->usage.completion_tokens;
+	} else if ((done && rc->status < 300) || rc->stream_started) {
+		rc->prompt_tokens = x->usage.prompt_tokens ? x->usage.prompt_tokens : prompt_est;
+		rc->completion_tokens = x->usage.completion_tokens;
+	} else {
+		rc->prompt_tokens = rc->completion_tokens = 0;
+	}
+}
+
 /* Chat completions and embeddings. */
 static void serve_proxy(struct req_ctx *rc, enum api_op op)
 {
@@ -497,7 +564,6 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 	struct route *routes = NULL;
 	size_t nroutes = 0;
 	struct proxy_error last = {0};
-	const struct route *last_route = NULL;
 	int have_last = 0;
 
 	body = cJSON_ParseWithLength(rc->req->body ? rc->req->body : "", rc->req->body_len);
@@ -631,7 +697,6 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 					"the credential of connection '%s' cannot be decrypted "
 					"(wrong master key?)", r->conn_name);
 			have_last = 1;
-			last_route = r;
 			rc->status = 500;
 			settle(rc, reservation, r, 0);
 			continue;
@@ -659,7 +724,6 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 			if (berr.status >= 500 && i + 1 < keep) {
 				last = berr;
 				have_last = 1;
-				last_route = r;
 				continue;
 			}
 			respond_error(rc, &berr, NULL);
@@ -688,60 +752,10 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 		buf_free(&ur.url);
 		buf_free(&ur.body);
 
-		int done = 0, retryable = 0;
+		int retryable = 0;
 		struct proxy_error uerr = {0};
-		if (res.streamed || rc->stream_started) {
-			finish_stream(rc, &res);
-			done = 1;
-		} else if (res.outcome == UP_CLIENT_GONE) {
-			rc->client_gone = 1;
-			rc->status = 499;
-			done = 1;
-		} else if (res.outcome == UP_OK && res.status >= 200 && res.status < 300) {
-			struct buf outb;
-			buf_init(&outb);
-			if (ad->response(&x, res.body.data, res.body.len, &outb, &uerr) == 0) {
-				respond_json(rc, 200, outb.data, outb.len);
-				done = 1;
-			}
-			/* else: the provider did the work; resending it elsewhere
-			 * would do (and bill) it twice */
-			buf_free(&outb);
-		} else if (res.outcome == UP_OK) {
-			ad->error(&x, res.status, res.body.data, res.body.len, &uerr);
-			retryable = res.status == 429 || res.status >= 500;
-		} else if (res.outcome == UP_TIMEOUT) {
-			proxy_error_set(&uerr, 504, "upstream_error", "upstream_timeout", NULL,
-					"the provider behind '%.128s' did not answer in time", rc->alias);
-			retryable = !res.answered;
-		} else if (res.outcome == UP_BROKEN) {
-			proxy_error_set(&uerr, 502, "upstream_error", "upstream_broken", NULL,
-					"the provider's answer for '%.128s' broke off", rc->alias);
-		} else {
-			/* curl's reason names hosts and ports: the log gets it, the
-			 * client does not */
-			proxy_error_set(&uerr, 502, "upstream_error", "upstream_unreachable", NULL,
-					"the provider behind '%.128s' cannot be reached", rc->alias);
-			retryable = 1;
-		}
-		if (res.outcome != UP_OK && res.outcome != UP_CLIENT_GONE && !done)
-			log_msg("%s: upstream %s via connection %s: %s", rc->request_id, r->provider,
-				r->conn_name, res.detail);
-		if (!done)
-			rc->status = uerr.status;
-
-		/* 4. usage for the ledger and the token bucket */
-		if (x.usage.have) {
-			rc->prompt_tokens = x.usage.prompt_tokens;
-			rc->completion_tokens = x.usage.completion_tokens;
-		} else if ((done && rc->status < 300) || rc->stream_started) {
-			/* no usage from the provider (or a stream cut short): what
-			 * the adapter estimated from what it relayed */
-			rc->prompt_tokens = x.usage.prompt_tokens ? x.usage.prompt_tokens : prompt_est;
-			rc->completion_tokens = x.usage.completion_tokens;
-		} else {
-			rc->prompt_tokens = rc->completion_tokens = 0;
-		}
+		int done = answer(rc, r, &x, &res, &uerr, &retryable);
+		account_usage(rc, &x, done, prompt_est);
 		settle(rc, reservation, r, 0);
 		if (ad->free_state)
 			ad->free_state(&x);
@@ -760,7 +774,6 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 				rc->request_id, r->provider, uerr.status, r->conn_name);
 			last = uerr;
 			have_last = 1;
-			last_route = r;
 			upstream_result_free(&res);
 			continue;
 		}
@@ -779,7 +792,6 @@ static void serve_proxy(struct req_ctx *rc, enum api_op op)
 		respond_rate_limited(rc, &denial);
 		settle(rc, 0, NULL, 1);
 	} else if (have_last) {
-		(void)last_route;
 		respond_error(rc, &last, rc->attempts > 1 ? "x-should-retry: false\r\n" : NULL);
 	} else {
 		fail(rc, 502, "upstream_error", "no_route", NULL,
