@@ -79,8 +79,10 @@ unit: $(UNITS)
 $(BUILD)/limiter_bench: tests/bench/limiter_bench.c $(LIBPROXYD) $(LIBCOMMON)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBPROXYD) $(LIBCOMMON) $(LDLIBS)
 
-# The README's test command: sanitizer build, then every test.
+# The README's test command: what is missing installed, sanitizer build,
+# then every test.
 test check:
+	scripts/install-deps --if-missing
 	$(MAKE) SAN=1 all unit
 	tests/run build/asan
 
