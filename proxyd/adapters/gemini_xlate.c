@@ -201,6 +201,14 @@ static const char *const copy_keys[] = {
 	"minLength", "maxLength", "minimum", "maximum", "pattern", "example", "default", NULL};
 
 /* One schema node.  Returns a new object, or NULL after fail(). */
+/* Whether a tool-call id is one Gemini issued.  The ids this proxy mints
+ * (call_..., when Gemini gave none) and ids from other providers' history
+ * are not sent back: models before Gemini 3 reject an id they never gave. */
+static int gemini_id(const char *id)
+{
+	return id && id[0] && strncmp(id, "call_", 5) != 0;
+}
+
 static cJSON *clean(struct sctx *c, const cJSON *s, int depth, int refdepth)
 {
 	if (c->failed)
@@ -291,8 +299,8 @@ static cJSON *clean(struct sctx *c, const cJSON *s, int depth, int refdepth)
 			const cJSON *v;
 			cJSON_ArrayForEach(v, kv)
 			{
-				if (cJSON_IsNull(v))
-					nullable = 1;
+				if (cJSON_IsNull(v) || (cJSON_IsString(v) && !v->valuestring[0]))
+					nullable = 1; /* Gemini refuses "" in an enum */
 				else if (cJSON_IsString(v))
 					cJSON_AddItemToArray(e, cJSON_CreateString(v->valuestring));
 				else
@@ -398,6 +406,13 @@ static cJSON *clean(struct sctx *c, const cJSON *s, int depth, int refdepth)
 	if (cJSON_GetObjectItemCaseSensitive(out, "properties") &&
 	    !cJSON_GetObjectItemCaseSensitive(out, "type"))
 		cJSON_AddStringToObject(out, "type", "object");
+	/* Gemini wants a type on every described node and items on every
+	 * array ("...items: missing field"): strings are the usual intent */
+	const char *type = get_str(out, "type");
+	if (!type && cJSON_GetArraySize(out) > 0 && !cJSON_GetObjectItemCaseSensitive(out, "anyOf"))
+		cJSON_AddStringToObject(out, "type", "string");
+	else if (type && strcmp(type, "array") == 0 && !cJSON_GetObjectItemCaseSensitive(out, "items"))
+		cJSON_AddItemToObject(out, "items", cJSON_Parse("{\"type\":\"string\"}"));
 	return out;
 }
 
@@ -680,7 +695,7 @@ static int assistant_parts(const cJSON *m, int mi, enum gem_flavour fl, cJSON *p
 		}
 		cJSON *a = NULL;
 		if (args && *args) {
-			a = cJSON_Parse(args);
+			a = cJSON_ParseWithOpts(args, NULL, 1); /* all of it, nothing after */
 			if (!cJSON_IsObject(a)) {
 				cJSON_Delete(a);
 				BAD(err, "messages", "messages[%d].tool_calls[%d].function.arguments is not a JSON object",
@@ -693,7 +708,7 @@ static int assistant_parts(const cJSON *m, int mi, enum gem_flavour fl, cJSON *p
 		const char *sig = split_tool_id(id, &base);
 		cJSON *part = cJSON_CreateObject();
 		cJSON *call = cJSON_AddObjectToObject(part, "functionCall");
-		if (fl == GEM_AISTUDIO && base.len)
+		if (fl == GEM_AISTUDIO && gemini_id(base.data))
 			cJSON_AddStringToObject(call, "id", base.data);
 		cJSON_AddStringToObject(call, "name", name);
 		cJSON_AddItemToObject(call, "args", a);
@@ -736,7 +751,7 @@ static int tool_part(const cJSON *m, int mi, enum gem_flavour fl, cJSON *parts,
 	}
 	if (content_text(get(m, "content"), &text, mi, err) < 0)
 		goto out;
-	cJSON *resp = cJSON_Parse(text.data);
+	cJSON *resp = cJSON_ParseWithOpts(text.data, NULL, 1); /* JSON and only JSON */
 	if (!cJSON_IsObject(resp)) {
 		/* Struct must be an object: wrap plain text / non-object JSON */
 		cJSON_Delete(resp);
@@ -747,7 +762,7 @@ static int tool_part(const cJSON *m, int mi, enum gem_flavour fl, cJSON *parts,
 	cJSON *fr = cJSON_AddObjectToObject(part, "functionResponse");
 	if (fl == GEM_AISTUDIO && id) {
 		split_tool_id(id, &base);
-		if (base.len)
+		if (gemini_id(base.data))
 			cJSON_AddStringToObject(fr, "id", base.data);
 	}
 	cJSON_AddStringToObject(fr, "name", name);
@@ -1231,9 +1246,13 @@ int gem_embed_request(const cJSON *oai, enum gem_flavour fl, const char *remote,
 		}
 	}
 	int n = cJSON_GetArraySize(texts);
-	if (n == 0 || n > GEM_MAX_EMBED_INPUTS) {
+	/* one upstream call per request: Google's own per-call caps apply
+	 * (AI Studio refuses "at most 100 requests can be in one batch") */
+	int max = fl == GEM_AISTUDIO ? GEM_MAX_EMBED_AISTUDIO : GEM_MAX_EMBED_VERTEX;
+	if (n == 0 || n > max) {
 		cJSON_Delete(texts);
-		BAD(err, "input", "input must hold 1 to %d strings", GEM_MAX_EMBED_INPUTS);
+		BAD(err, "input", "input must hold 1 to %d strings for this model (send larger batches in parts)",
+		    max);
 		return -1;
 	}
 	const cJSON *dims = get(oai, "dimensions");

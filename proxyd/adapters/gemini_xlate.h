@@ -17,9 +17,11 @@
 #define GEM_MAX_CHOICES 16           /* n / candidateCount */
 #define GEM_SCHEMA_MAX_DEPTH 48      /* nesting of a JSON schema */
 #define GEM_SCHEMA_MAX_NODES 20000   /* schema objects after $ref inlining */
-#define GEM_REF_MAX_DEPTH 12         /* nested $ref expansions on one path */
+#define GEM_REF_MAX_DEPTH 3          /* nested $ref expansions on one path: a
+                                      * recursive schema stays a few KB */
 #define GEM_MAX_MESSAGES 4096
-#define GEM_MAX_EMBED_INPUTS 2048
+#define GEM_MAX_EMBED_AISTUDIO 100   /* batchEmbedContents' cap per call */
+#define GEM_MAX_EMBED_VERTEX 250     /* :predict instances per call */
 
 /* Separator used to carry a Gemini thought signature inside an OpenAI
  * tool_call id ("<id>__thought__<base64 signature>"), as LiteLLM does. */
