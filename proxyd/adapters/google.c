@@ -19,7 +19,8 @@
  *               publishers/google/models/{remote}:…   (embeddings: :predict)
  * Options: project (default: the key file's project_id), location (default
  *   global; a regional location on Google's own host uses
- *   https://{location}-aiplatform.googleapis.com), api_version (default
+ *   https://{location}-aiplatform.googleapis.com, the multi-regions us and
+ *   eu https://aiplatform.{location}.rep.googleapis.com), api_version (default
  *   v1beta / v1; the connection's api_version column also works),
  *   token_cache (directory of the shared token cache). */
 #include <ctype.h>
@@ -195,10 +196,16 @@ static int build_url(const struct route *r, enum gem_flavour fl, enum gauth_kind
 		}
 		char host[256];
 		endpoint_host(ep, host, sizeof host);
-		if (strcmp(loc, "global") != 0 && strcmp(host, "aiplatform.googleapis.com") == 0)
-			buf_printf(url, "https://%s-aiplatform.googleapis.com", loc);
-		else
+		if (strcmp(loc, "global") != 0 && strcmp(host, "aiplatform.googleapis.com") == 0) {
+			/* multi-region locations have hosts of their own
+			 * (aiplatform.us.rep.googleapis.com), regions a prefix */
+			if (strcmp(loc, "us") == 0 || strcmp(loc, "eu") == 0)
+				buf_printf(url, "https://aiplatform.%s.rep.googleapis.com", loc);
+			else
+				buf_printf(url, "https://%s-aiplatform.googleapis.com", loc);
+		} else {
 			url_append_base(url, ep);
+		}
 		buf_printf(url, "/%s/projects/", v);
 		url_append_segment(url, proj);
 		buf_puts(url, "/locations/");

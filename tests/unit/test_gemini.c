@@ -647,6 +647,10 @@ static void test_urls(void)
 		   "gemini-2.5-pro", "ya29.T", OP_CHAT, 0, &b);
 	CHECK_STR(b.url, "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro:generateContent");
 	free(b.body);
+	build_with("google", "https://aiplatform.googleapis.com", "{\"project\":\"p\",\"location\":\"eu\"}",
+		   "gemini-2.5-pro", "ya29.T", OP_CHAT, 0, &b); /* multi-region: its own host */
+	CHECK_STR(b.url, "https://aiplatform.eu.rep.googleapis.com/v1/projects/p/locations/eu/publishers/google/models/gemini-2.5-pro:generateContent");
+	free(b.body);
 	build_with("vertex", "http://127.0.0.1:9", "{\"project\":\"p\",\"location\":\"europe-west4\",\"auth\":\"bearer\",\"api_version\":\"v1beta1\"}",
 		   "m", "tok", OP_EMBEDDINGS, 0, &b);
 	CHECK_STR(b.url, "http://127.0.0.1:9/v1beta1/projects/p/locations/europe-west4/publishers/google/models/m:predict");
