@@ -63,7 +63,7 @@ static void on_child_stop(int sig)
 	(void)sig;
 	g_stop = 1;
 	if (g_client_fd < 0)
-		_exit(0);
+		return; /* a spare: its accept() is interrupted and it leaves */
 	if (!handler_busy && shutdown(g_client_fd, SHUT_RD) < 0)
 		_exit(0); /* not a socket (inetd pipes): nothing to finish */
 }
@@ -348,13 +348,16 @@ static _Noreturn void run_spare(const struct proxyd_config *cfg, int lfd, int no
 	struct conn_env env;
 	prepare_conn(cfg, &env);
 	sandbox(cfg); /* building and loading the filter costs ms: not on the client's time */
-	int fd;
-	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+	int fd = -1;
+	/* SIGTERM (no SA_RESTART) interrupts accept(): leave without a client */
+	while (!g_stop && (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
 		if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN) {
 			log_msg("accept: %s", strerror(errno));
 			_exit(1);
 		}
 	}
+	if (fd < 0)
+		_exit(0);
 	close(lfd);
 	pid_t me = getpid();
 	if (write(notify, &me, sizeof me) != (ssize_t)sizeof me)
