@@ -473,14 +473,7 @@ static int conn_update(struct admin *a, int argc, char **argv)
 			goto out;
 		}
 	}
-	if ((rc = admin_commit(a)))
-		goto out;
-	if (a->json) {
-		cJSON *j = cJSON_CreateObject();
-		cJSON_AddStringToObject(j, "id", id);
-		cJSON_AddBoolToObject(j, "updated", 1);
-		json_print(j);
-	}
+	rc = admin_finish(a, id, "updated");
 out:
 	admin_rollback(a);
 	free_secret(secret);

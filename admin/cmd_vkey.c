@@ -237,23 +237,8 @@ static int vkey_simple(struct admin *a, int argc, char **argv, const char *cmd, 
 		return admin_err(EXIT_USAGE, "%s: missing ID|NAME; see '%s %s --help'", cmd, ADMIN_PROG, cmd);
 	if ((rc = admin_open(a)) || (rc = admin_begin(a)) || (rc = admin_resolve(a, "virtual_keys", o.pos[0], id)))
 		goto out;
-	sqlite3_stmt *s = NULL;
-	sqlite3_prepare_v2(store_db(a->st), sql, -1, &s, NULL);
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	int r = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (r != SQLITE_DONE) {
-		rc = admin_err(EXIT_RUNTIME, "%s failed: %s", cmd, sqlite3_errmsg(store_db(a->st)));
-		goto out;
-	}
-	if ((rc = admin_commit(a)))
-		goto out;
-	if (a->json) {
-		cJSON *j = cJSON_CreateObject();
-		cJSON_AddStringToObject(j, "id", id);
-		cJSON_AddBoolToObject(j, verb, 1);
-		json_print(j);
-	}
+	if (!(rc = admin_exec_id(a, sql, id, "virtual key")))
+		rc = admin_finish(a, id, verb);
 out:
 	admin_rollback(a);
 	return rc;
@@ -314,14 +299,7 @@ static int vkey_update(struct admin *a, int argc, char **argv)
 		rc = admin_err(EXIT_RUNTIME, "cannot update the virtual key: %s", sqlite3_errmsg(store_db(a->st)));
 		goto out;
 	}
-	if ((rc = admin_commit(a)))
-		goto out;
-	if (a->json) {
-		cJSON *j = cJSON_CreateObject();
-		cJSON_AddStringToObject(j, "id", id);
-		cJSON_AddBoolToObject(j, "updated", 1);
-		json_print(j);
-	}
+	rc = admin_finish(a, id, "updated");
 out:
 	admin_rollback(a);
 	return rc;
